@@ -1,0 +1,48 @@
+"""Configuration: environment variables with the prefix ``ICPFLOW_``; defaults run locally with no setup."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ICPFLOW_", extra="ignore")
+
+    data_dir: Path = Path(".data")
+    database_url: str = "sqlite+aiosqlite:///.data/icpflow.db"
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    task_queue: str = "icp-modification"
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_start_tls: bool = False
+    mail_from: str = "icp-filing@provider.example"
+    support_email: str = "icp-support@provider.example"
+
+    # The real Twilio client is always used; the base URL points it at the loopback sink locally.
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: SecretStr = SecretStr("local-sink-token")
+    twilio_from_number: str = "+8610690000"
+    twilio_base_url: str | None = "http://127.0.0.1:8304"
+
+    regulator_url: str = "http://127.0.0.1:8301"
+    regulator_api_key: SecretStr = SecretStr("local-regulator-key")
+    rdap_base_url: str = "http://127.0.0.1:8302"
+    face_verification_url: str = "http://127.0.0.1:8303"
+
+    document_store_path: Path = Field(default=Path(".data/documents"))
+    calendar_data_path: Path | None = None
+    http_timeout_seconds: float = 10.0
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,43 @@
+"""One timing policy per order: every duration the workflow waits on. Production defaults; a compressed demo profile."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TimingPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Document collection: remind the applicant every `reminder_interval`; pause after `collection_idle_limit`
+    # without any upload.
+    reminder_interval: timedelta = timedelta(days=2)
+    collection_idle_limit: timedelta = timedelta(days=14)
+    # The applicant's confirmation (an idle order is paused the same way).
+    confirmation_idle_limit: timedelta = timedelta(days=7)
+    # Provider initial review: escalate after this many business days.
+    initial_review_business_days: int = Field(default=2, ge=1)
+    # MIIT SMS verification window.
+    sms_window: timedelta = timedelta(hours=24)
+    # Administration review: legal limit in business days, then overdue.
+    review_business_days: int = Field(default=20, ge=1)
+    # How often the regulator is asked for a verdict (retry interval of one long-lived poll activity).
+    review_poll_interval: timedelta = timedelta(hours=1)
+    # After approval the record update is retried until the provider's system shows it.
+    record_update_retry: timedelta = timedelta(minutes=5)
+    # Business-day deadlines are computed on China's calendar, then scaled (1.0 in production; demos compress).
+    business_day_scale: float = Field(default=1.0, gt=0, le=1.0)
+
+    @classmethod
+    def compressed(cls) -> TimingPolicy:
+        """The demo profile: a whole order in about a minute of wall-clock time."""
+        return cls(
+            reminder_interval=timedelta(seconds=20),
+            collection_idle_limit=timedelta(minutes=5),
+            confirmation_idle_limit=timedelta(minutes=5),
+            sms_window=timedelta(minutes=2),
+            review_poll_interval=timedelta(seconds=1),
+            record_update_retry=timedelta(seconds=1),
+            business_day_scale=1 / 8640,  # one calendar day becomes 10 seconds
+        )
