@@ -8,7 +8,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from models.documents import DocumentKind, DocumentRef, DocumentRequirement
-from models.order import Frozen, OrderKind, PlaceOrder, Province
+from models.order import Frozen, OrderKind, Person, PlaceOrder, Province
 from models.stages import Actor, Stage, Status, WaitingOn
 from models.state import PendingAction, Violation
 
@@ -33,6 +33,10 @@ class VerifyDocument(Frozen):
     key: str
     kind: DocumentKind
     ref: DocumentRef
+    # The filing entity that uploaded it: the same file from another entity is a duplicate.
+    owner: str = ""
+    # Whose face or ID the document must show (face verification compares against this person).
+    person: Person | None = None
 
 
 class VerificationResult(Frozen):

@@ -73,13 +73,47 @@ class Province(StrEnum):
 PROVINCE_ABBREVIATIONS: dict[Province, str] = dict(
     zip(
         Province,
-        "京 津 冀 晋 蒙 辽 吉 黑 沪 苏 浙 皖 闽 赣 鲁 豫 鄂 湘 粤 桂 琼 渝 蜀 黔 滇 藏 陕 陇 青 宁 新".split(),
+        [
+            "京",
+            "津",
+            "冀",
+            "晋",
+            "蒙",
+            "辽",
+            "吉",
+            "黑",
+            "沪",
+            "苏",
+            "浙",
+            "皖",
+            "闽",
+            "赣",
+            "鲁",
+            "豫",
+            "鄂",
+            "湘",
+            "粤",
+            "桂",
+            "琼",
+            "渝",
+            "蜀",
+            "黔",
+            "滇",
+            "藏",
+            "陕",
+            "陇",
+            "青",
+            "宁",
+            "新",
+        ],
         strict=True,
     )
 )
 
 _ABBRS = "".join(PROVINCE_ABBREVIATIONS.values())
-FILING_NUMBER_RE = re.compile(rf"^(?P<abbr>[{_ABBRS}])ICP备(?P<serial>\d{{8}}|\d{{10}})号(?:-(?P<n>[1-9]\d*)(?P<app>A)?)?$")
+FILING_NUMBER_RE = re.compile(
+    rf"^(?P<abbr>[{_ABBRS}])ICP备(?P<serial>\d{{8}}|\d{{10}})号(?:-(?P<n>[1-9]\d*)(?P<app>A)?)?$"
+)
 
 
 class FilingNumber(str):
@@ -265,6 +299,21 @@ class PlaceOrder(Frozen):
     @property
     def province(self) -> Province:
         return self.record.province
+
+    def person_in_charge(self, subject: str) -> Person:
+        """Whose ID, face and mobile the order concerns for ``subject`` ('entity' or a service's filing number):
+        the incoming person in charge when the order changes it, else the person on record."""
+        wanted = ChangeField.ENTITY_PERSON_IN_CHARGE if subject == "entity" else ChangeField.SERVICE_PERSON_IN_CHARGE
+        for change in self.changes:
+            if change.field is wanted and change.new_person is not None and change.service in (None, subject):
+                return change.new_person
+        service = self.record.service(subject)
+        return service.person_in_charge if service is not None else self.record.entity.person_in_charge
+
+    def contact_person(self) -> Person:
+        """Who the administration texts and the applicant notices go to: the entity's person in charge for entity
+        orders, the website's or app's for service orders (DOMAIN.md, SMS verification)."""
+        return self.person_in_charge("entity" if self.kind is OrderKind.ENTITY else self.filing_number)
 
     @property
     def entity_filing_number(self) -> str:

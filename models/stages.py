@@ -30,9 +30,7 @@ class Stage(StrEnum):
         return self in TERMINAL_STAGES
 
 
-LOCKED_STAGES = frozenset(
-    {Stage.SUBMISSION, Stage.SMS_VERIFICATION, Stage.ADMINISTRATION_REVIEW, Stage.RECORD_UPDATE}
-)
+LOCKED_STAGES = frozenset({Stage.SUBMISSION, Stage.SMS_VERIFICATION, Stage.ADMINISTRATION_REVIEW, Stage.RECORD_UPDATE})
 TERMINAL_STAGES = frozenset({Stage.COMPLETED, Stage.INVALID, Stage.ABANDONED})
 
 PIPELINE: tuple[Stage, ...] = (

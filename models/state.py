@@ -100,6 +100,11 @@ class OrderState(BaseModel):
     submissions: list[Submission] = Field(default_factory=list)
     auto_resubmissions: int = 0
     reminders_sent: int = 0
+    last_reminder_at: datetime | None = None
+    support_resubmit: bool = False
+    confirmed: bool = False
+    last_applicant_activity_at: datetime | None = None
+    collection_extension_days: int = 0
     overdue: bool = False
     escalated: bool = False
     paused_reason: str = ""

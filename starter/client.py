@@ -1,0 +1,255 @@
+"""The client facade: typed calls the backend, the API and the CLI use to place and steer orders.
+
+Callers know orders by ``order_id``. Temporal knows them by one workflow id per filing entity (R-LOCK-1), so the
+facade maps one to the other through the read model (written by the workflow's first transition) and, for the short
+moment before that row exists, through Temporal visibility.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from models import search
+from models.documents import DocumentRef
+from models.messages import (
+    ActionResult,
+    Confirm,
+    ExtendCollection,
+    InitialReviewDecision,
+    Resubmit,
+    SmsVerificationEvent,
+    SupportAction,
+    UploadDocument,
+)
+from models.order import PlaceOrder, filing_key
+from models.settings import Settings
+from models.stages import Stage
+from models.state import OrderState
+from workflows.inputs import TASK_QUEUE, OrderInput, workflow_id_for
+from workflows.order import ModificationOrderWorkflow
+
+
+class OrderError(Exception):
+    """Base of every error the facade raises; ``code`` is machine-readable, the message is for people."""
+
+    code = "order_error"
+
+
+class OrderNotFound(OrderError):
+    code = "order_not_found"
+
+
+class OrderConflict(OrderError):
+    """R-LOCK-1: the filing already has an order in progress."""
+
+    code = "order_in_progress"
+
+    def __init__(self, existing_order_id: str, filing_number: str) -> None:
+        super().__init__(
+            f"R-LOCK-1: filing {filing_number} already has an order in progress ({existing_order_id}); "
+            "finish or abandon it before placing another"
+        )
+        self.existing_order_id = existing_order_id
+
+
+class ActionRefused(OrderError):
+    """The order refused the action (wrong stage, locked, not paused, …); nothing changed."""
+
+    code = "action_refused"
+
+
+async def connect(settings: Settings) -> Client:
+    """A Temporal client with the project's data converter (pydantic) — the one every caller must use."""
+    return await Client.connect(
+        settings.temporal_address, namespace=settings.temporal_namespace, data_converter=pydantic_data_converter
+    )
+
+
+class OrderClient:
+    def __init__(self, client: Client, *, task_queue: str = TASK_QUEUE, read_model: Any | None = None) -> None:
+        """``read_model`` is a ``store.db`` session factory; without one, order ids resolve through visibility only."""
+        self.client = client
+        self.task_queue = task_queue
+        self.read_model = read_model
+
+    # ---------------------------------------------------------------- placing
+
+    async def place(self, order: PlaceOrder, *, history_limit: int | None = None) -> OrderState:
+        """Start the order's workflow. Idempotent per ``order_id``: placing the same order again returns it.
+        A different order for a filing that has one in progress raises OrderConflict naming the existing one."""
+        workflow_id = workflow_id_for(order.filing_key)
+        try:
+            handle: WorkflowHandle[Any, Any] = await self.client.start_workflow(
+                ModificationOrderWorkflow.run,
+                OrderInput(order=order, history_limit=history_limit),
+                id=workflow_id,
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(search.ORDER_ID, order.order_id),
+                        SearchAttributePair(search.STAGE, Stage.VALIDATION.value),
+                        SearchAttributePair(search.PROVINCE, order.province.value),
+                        SearchAttributePair(search.KIND, order.kind.value),
+                        SearchAttributePair(search.OVERDUE, False),
+                    ]
+                ),
+            )
+        except WorkflowAlreadyStartedError:
+            existing = self.client.get_workflow_handle(workflow_id)
+            running = await self._query(existing)
+            if running.order_id == order.order_id:
+                return running
+            if not (running.stage.terminal and await self._closes_soon(existing)):
+                raise OrderConflict(running.order_id, order.filing_number) from None
+            # The previous order had just ended and was finishing its last notice: the filing is free now.
+            return await self.place(order, history_limit=history_limit)
+        return await self._query(handle)
+
+    async def _closes_soon(self, handle: WorkflowHandle[Any, Any], within: float = 10.0) -> bool:
+        """True once an order that reached a final stage has closed (it may still be sending its last notice)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        while loop.time() < end:
+            if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+                return True
+            await asyncio.sleep(0.1)
+        return False
+
+    # ---------------------------------------------------------------- reading
+
+    async def state(self, order_id: str) -> OrderState:
+        """The order's live state, or its final state once it has ended."""
+        handle = await self._handle(order_id, running_only=False)
+        return await self._query(handle)
+
+    async def handle(self, order_id: str) -> WorkflowHandle[Any, Any]:
+        return await self._handle(order_id, running_only=False)
+
+    # ---------------------------------------------------------------- messages
+
+    async def upload_document(
+        self, order_id: str, key: str, ref: DocumentRef, uploaded_by: str = "applicant"
+    ) -> ActionResult:
+        return await self._update(
+            order_id, "upload_document", UploadDocument(key=key, ref=ref, uploaded_by=uploaded_by)
+        )
+
+    async def confirm(self, order_id: str, actor: str = "applicant") -> ActionResult:
+        return await self._update(order_id, "confirm", Confirm(actor=actor))
+
+    async def record_initial_review(self, order_id: str, decision: InitialReviewDecision) -> ActionResult:
+        return await self._update(order_id, "record_initial_review", decision)
+
+    async def sms_verification(self, order_id: str, event: SmsVerificationEvent) -> ActionResult:
+        return await self._update(order_id, "sms_verification", event)
+
+    async def resubmit(self, order_id: str, request: Resubmit | None = None) -> ActionResult:
+        return await self._update(order_id, "resubmit", request or Resubmit())
+
+    async def abandon(self, order_id: str, action: SupportAction) -> ActionResult:
+        return await self._update(order_id, "abandon_order", action)
+
+    async def resume(self, order_id: str, action: SupportAction) -> ActionResult:
+        return await self._update(order_id, "resume_order", action)
+
+    async def extend(self, order_id: str, request: ExtendCollection) -> ActionResult:
+        return await self._update(order_id, "extend", request)
+
+    # ---------------------------------------------------------------- plumbing
+
+    async def _update(self, order_id: str, name: str, arg: Any) -> ActionResult:
+        handle = await self._handle(order_id, running_only=True)
+        try:
+            result: ActionResult = await handle.execute_update(name, arg, result_type=ActionResult)
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError):
+                raise ActionRefused(cause.message) from None
+            raise
+        except RPCError as err:
+            if "workflow execution already completed" in str(err).lower():
+                raise ActionRefused(f"order {order_id} has ended") from None
+            raise
+        return result
+
+    async def _query(self, handle: WorkflowHandle[Any, Any]) -> OrderState:
+        # The first query can race the first workflow task of a just-started workflow; it is answered once the
+        # worker has run it, so a short retry covers the gap.
+        for attempt in range(50):
+            try:
+                state: OrderState = await handle.query("state", result_type=OrderState)
+                return state
+            except WorkflowQueryFailedError:
+                if attempt == 49:
+                    raise
+                await asyncio.sleep(0.1)
+        raise AssertionError("unreachable")
+
+    async def _handle(self, order_id: str, *, running_only: bool) -> WorkflowHandle[Any, Any]:
+        workflow_ids = await self._workflow_ids(order_id)
+        for workflow_id in workflow_ids:
+            handle = self.client.get_workflow_handle(workflow_id)
+            try:
+                desc = await handle.describe()
+            except RPCError:
+                continue
+            running = desc.status == WorkflowExecutionStatus.RUNNING
+            if desc.typed_search_attributes.get(search.ORDER_ID) == order_id:
+                if running or not running_only:
+                    return handle
+                raise ActionRefused(f"order {order_id} has ended ({_status_name(desc.status)})")
+            # The filing has moved on to a newer order: find this order's own (closed) run.
+            async for execution in self.client.list_workflows(
+                f"WorkflowId = '{workflow_id}' AND IcpOrderId = '{_quote(order_id)}'"
+            ):
+                if running_only:
+                    raise ActionRefused(f"order {order_id} has ended")
+                return self.client.get_workflow_handle(workflow_id, run_id=execution.run_id)
+        raise OrderNotFound(f"no order {order_id}")
+
+    async def _workflow_ids(self, order_id: str) -> Sequence[str]:
+        if self.read_model is not None:
+            from store import queries
+
+            async with self.read_model() as session:
+                row = await queries.get_order(session, order_id)
+            if row is not None:
+                return [row.workflow_id]
+        found: list[str] = []
+        async for execution in self.client.list_workflows(f"IcpOrderId = '{_quote(order_id)}'"):
+            if execution.id not in found:
+                found.append(execution.id)
+        return found
+
+
+def workflow_id_of(order: PlaceOrder) -> str:
+    return workflow_id_for(filing_key(order.filing_number))
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _status_name(status: WorkflowExecutionStatus | None) -> str:
+    return status.name.lower() if status is not None else "unknown"

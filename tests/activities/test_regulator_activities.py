@@ -1,0 +1,207 @@
+"""The regulator gateway activities against the real regulator simulator: what the workflow can rely on."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.regulator import RegulatorActivities
+from models.activity_io import (
+    ReviewDecision,
+    SmsCode,
+    SmsCodeOutcome,
+    SubmissionRef,
+    SubmitToAdministration,
+)
+from models.order import OrderKind, Province
+from simulators.regulator import RegulatorSimulator, code_from_sms
+from simulators.sms_sink import SmsSink
+
+SID = "AC" + "4" * 32
+TOKEN = "sink-token"
+API_KEY = "gateway-test-key"
+MOBILE = "+8613800138000"
+
+SUBMISSION = SubmitToAdministration(
+    order_id="order-7",
+    idempotency_key="order-7:submission:1",
+    kind=OrderKind.WEBSITE,
+    province=Province.BEIJING,
+    filing_number="京ICP备12345678号-1",
+    mobiles=[MOBILE, "13800138000"],
+)
+
+
+@dataclass
+class Gateway:
+    activities: RegulatorActivities
+    env: ActivityEnvironment
+    sim: RegulatorSimulator
+    sms: SmsSink
+
+    def latest_code(self) -> str:
+        return code_from_sms(self.sms.messages_to(MOBILE)[-1].body)
+
+    async def sim_post(self, path: str, json: object = None) -> None:
+        async with httpx.AsyncClient(base_url=self.sim.url) as http:
+            (await http.post(path, json=json)).raise_for_status()
+
+    async def submitted_and_verified(self) -> str:
+        receipt = await self.env.run(self.activities.submit_to_administration, SUBMISSION)
+        code = SmsCode(submission_id=receipt.submission_id, code=self.latest_code())
+        result = await self.env.run(self.activities.verify_sms_code, code)
+        assert result.outcome is SmsCodeOutcome.VERIFIED
+        return receipt.submission_id
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    sms = SmsSink(SID, TOKEN)
+    await sms.start("127.0.0.1", 0)
+    sim = RegulatorSimulator.with_twilio(API_KEY, SID, TOKEN, sms.url, mode="manual")
+    await sim.start("127.0.0.1", 0)
+    activities = RegulatorActivities(sim.url, API_KEY, timeout=5.0)
+    yield Gateway(activities, ActivityEnvironment(), sim, sms)
+    await activities.aclose()
+    await sim.stop()
+    await sms.stop()
+
+
+async def test_submit_returns_a_receipt_and_one_sms_per_distinct_mobile(gateway: Gateway) -> None:
+    receipt = await gateway.env.run(gateway.activities.submit_to_administration, SUBMISSION)
+
+    assert receipt.submission_id
+    assert receipt.sms_sent_to == 1  # both mobiles are the same phone
+    assert receipt.received_at.tzinfo is not None
+    assert len(gateway.sms.messages) == 1
+
+
+async def test_a_retried_submit_returns_the_same_submission_and_texts_nobody_again(gateway: Gateway) -> None:
+    first = await gateway.env.run(gateway.activities.submit_to_administration, SUBMISSION)
+    retried = await gateway.env.run(gateway.activities.submit_to_administration, SUBMISSION)
+
+    assert retried == first
+    assert len(gateway.sms.messages) == 1
+
+
+async def test_an_idempotency_key_reused_for_another_submission_is_non_retryable(gateway: Gateway) -> None:
+    await gateway.env.run(gateway.activities.submit_to_administration, SUBMISSION)
+    other = SUBMISSION.model_copy(update={"mobiles": ["13900139000"]})
+
+    with pytest.raises(ApplicationError) as raised:
+        await gateway.env.run(gateway.activities.submit_to_administration, other)
+
+    assert (raised.value.type, raised.value.non_retryable) == ("IdempotencyConflict", True)
+
+
+async def test_code_from_the_sms_sink_verifies_then_poll_is_pending_until_the_verdict(gateway: Gateway) -> None:
+    submission_id = await gateway.submitted_and_verified()
+    ref = SubmissionRef(submission_id=submission_id)
+
+    with pytest.raises(ApplicationError) as pending:
+        await gateway.env.run(gateway.activities.poll_review, ref)
+    assert (pending.value.type, pending.value.non_retryable) == ("ReviewPending", False)
+
+    await gateway.sim_post(f"/sim/submissions/{submission_id}/decide", {"decision": "approved"})
+    verdict = await gateway.env.run(gateway.activities.poll_review, ref)
+
+    assert (verdict.decision, verdict.reasons) == (ReviewDecision.APPROVED, [])
+    assert verdict.decided_at is not None
+
+
+async def test_a_rejection_verdict_carries_the_administrations_reasons(gateway: Gateway) -> None:
+    submission_id = await gateway.submitted_and_verified()
+    await gateway.sim_post(
+        f"/sim/submissions/{submission_id}/decide", {"decision": "rejected", "reasons": ["domain_expired"]}
+    )
+
+    verdict = await gateway.env.run(gateway.activities.poll_review, SubmissionRef(submission_id=submission_id))
+
+    assert (verdict.decision, verdict.reasons) == (ReviewDecision.REJECTED, ["域名已过期 / Domain expired"])
+
+
+async def test_a_wrong_code_is_a_result_with_the_attempts_left(gateway: Gateway) -> None:
+    receipt = await gateway.env.run(gateway.activities.submit_to_administration, SUBMISSION)
+    wrong = "000000" if gateway.latest_code() != "000000" else "111111"
+
+    result = await gateway.env.run(
+        gateway.activities.verify_sms_code, SmsCode(submission_id=receipt.submission_id, code=wrong)
+    )
+
+    assert (result.outcome, result.attempts_left) == (SmsCodeOutcome.WRONG_CODE, 4)
+
+
+async def test_resend_texts_a_new_code(gateway: Gateway) -> None:
+    receipt = await gateway.env.run(gateway.activities.submit_to_administration, SUBMISSION)
+    old_code = gateway.latest_code()
+
+    await gateway.env.run(gateway.activities.resend_sms, SubmissionRef(submission_id=receipt.submission_id))
+
+    assert len(gateway.sms.messages) == 2
+    assert gateway.latest_code() != old_code
+
+
+async def test_resend_after_verification_is_non_retryable(gateway: Gateway) -> None:
+    submission_id = await gateway.submitted_and_verified()
+
+    with pytest.raises(ApplicationError) as raised:
+        await gateway.env.run(gateway.activities.resend_sms, SubmissionRef(submission_id=submission_id))
+
+    assert (raised.value.type, raised.value.non_retryable) == ("NotAwaitingSms", True)
+
+
+async def test_polling_an_expired_submission_is_non_retryable_not_under_review(gateway: Gateway) -> None:
+    receipt = await gateway.env.run(gateway.activities.submit_to_administration, SUBMISSION)
+    await gateway.sim_post(f"/sim/submissions/{receipt.submission_id}/expire")
+
+    with pytest.raises(ApplicationError) as raised:
+        await gateway.env.run(gateway.activities.poll_review, SubmissionRef(submission_id=receipt.submission_id))
+
+    assert (raised.value.type, raised.value.non_retryable) == ("NotUnderReview", True)
+    assert "expired" in raised.value.message
+
+
+async def test_a_wrong_api_key_is_non_retryable_and_says_what_to_fix(gateway: Gateway) -> None:
+    wrong_key = RegulatorActivities(gateway.sim.url, "not-the-key", timeout=5.0)
+    try:
+        with pytest.raises(ApplicationError) as raised:
+            await gateway.env.run(wrong_key.submit_to_administration, SUBMISSION)
+    finally:
+        await wrong_key.aclose()
+
+    assert (raised.value.type, raised.value.non_retryable) == ("RegulatorUnauthorized", True)
+    assert "ICPFLOW_REGULATOR_API_KEY" in raised.value.message
+    assert gateway.sms.messages == []
+
+
+async def test_an_unknown_submission_is_non_retryable(gateway: Gateway) -> None:
+    with pytest.raises(ApplicationError) as raised:
+        await gateway.env.run(gateway.activities.poll_review, SubmissionRef(submission_id="sub_missing"))
+
+    assert (raised.value.type, raised.value.non_retryable) == ("UnknownSubmission", True)
+
+
+async def test_an_unreachable_administration_is_retryable(gateway: Gateway) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    unreachable = RegulatorActivities(f"http://127.0.0.1:{dead_port}", API_KEY, timeout=5.0)
+    try:
+        with pytest.raises(ApplicationError) as raised:
+            await gateway.env.run(unreachable.submit_to_administration, SUBMISSION)
+    finally:
+        await unreachable.aclose()
+
+    assert (raised.value.type, raised.value.non_retryable) == ("RegulatorUnavailable", False)
+
+
+async def test_the_worker_gets_every_gateway_activity(gateway: Gateway) -> None:
+    names = [fn.__name__ for fn in gateway.activities.activities()]
+
+    assert names == ["submit_to_administration", "verify_sms_code", "resend_sms", "poll_review"]

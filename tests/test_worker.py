@@ -1,0 +1,138 @@
+"""The worker as a real process: SIGKILL it mid-pipeline, start a new one, and the order finishes with every
+notification sent exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from temporalio.testing import WorkflowEnvironment
+
+from models.order import ChangeField
+from models.stages import Stage
+from starter.client import OrderClient
+from store import db
+from store.tables import OutboxRow
+from tests.conftest import Stack
+from tests.workflows.driver import Driver, new_order
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class WorkerProcess:
+    """``python worker.py`` configured only through ICPFLOW_* variables, as production runs it."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "worker.py")], env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+        )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+async def crash_rig(
+    temporal_env: WorkflowEnvironment, stack: Stack, tmp_path: Path
+) -> AsyncIterator[tuple[WorkerProcess, Driver, str]]:
+    task_queue = f"icp-crash-{uuid.uuid4().hex[:8]}"
+    s = stack.settings
+    env = {
+        **os.environ,
+        "ICPFLOW_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "ICPFLOW_TASK_QUEUE": task_queue,
+        "ICPFLOW_DATABASE_URL": s.database_url,
+        "ICPFLOW_SMTP_PORT": str(s.smtp_port),
+        "ICPFLOW_TWILIO_ACCOUNT_SID": s.twilio_account_sid,
+        "ICPFLOW_TWILIO_AUTH_TOKEN": s.twilio_auth_token.get_secret_value(),
+        "ICPFLOW_TWILIO_BASE_URL": s.twilio_base_url or "",
+        "ICPFLOW_REGULATOR_URL": s.regulator_url,
+        "ICPFLOW_REGULATOR_API_KEY": s.regulator_api_key.get_secret_value(),
+        "ICPFLOW_RDAP_BASE_URL": s.rdap_base_url,
+        "ICPFLOW_FACE_VERIFICATION_URL": s.face_verification_url,
+        "ICPFLOW_DOCUMENT_STORE_PATH": str(s.document_store_path),
+    }
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    worker.start()
+    engine = db.create_engine(s.database_url)
+    orders = OrderClient(temporal_env.client, task_queue=task_queue, read_model=db.session_factory(engine))
+    try:
+        yield worker, Driver(temporal_env, orders, stack), s.database_url
+    finally:
+        worker.stop()
+        await engine.dispose()
+
+
+async def test_worker_killed_mid_pipeline_order_finishes_on_a_new_worker_notifying_once(
+    crash_rig: tuple[WorkerProcess, Driver, str], stack: Stack
+) -> None:
+    worker, driver, database_url = crash_rig
+    order = new_order(changes=[ChangeField.SERVICE_PERSON_IN_CHARGE])
+    oid = order.order_id
+    await driver.place(order)
+    await driver.until_stage(oid, Stage.DOCUMENT_COLLECTION)
+
+    worker.kill()  # 1: while the order waits for documents
+    worker.start()
+    await driver.upload_missing(oid)
+    await driver.until_stage(oid, Stage.CONFIRMATION)
+    await driver.confirm(oid)
+    await driver.review(oid)
+    code = await driver.current_code(oid)
+
+    worker.kill()  # 2: while the SMS code is outstanding
+    worker.start()
+    await driver.orders.sms_verification(
+        oid, __import__("models.messages").messages.SmsVerificationEvent(event="code_entered", code=code)
+    )
+    await driver.until_stage(oid, Stage.ADMINISTRATION_REVIEW)
+
+    worker.kill()  # 3: while the review poll is retrying
+    await driver.decide(oid, approved=True)
+    worker.start()
+    await driver.skip(oid, order.timing.review_poll_interval * 2)
+    final = await driver.until_stage(oid, Stage.COMPLETED)
+    assert final.status.value == "approved"
+
+    # Every notification of this order went out exactly once per channel: the outbox has one sent row per key and
+    # the sinks received each message once.
+    engine = db.create_engine(database_url)
+    async with db.session_factory(engine)() as session:
+        rows = (await session.execute(select(OutboxRow).where(OutboxRow.order_id == oid))).scalars().all()
+    await engine.dispose()
+    assert rows, "no notification was recorded"
+    assert all(r.status == "sent" for r in rows), [(r.event_key, r.channel, r.status) for r in rows]
+    contact = order.contact_person()
+    subjects = Counter(m.subject for m in stack.smtp.messages_to(contact.email))
+    emailed = [r for r in rows if r.channel == "email"]
+    assert sum(subjects.values()) == len(emailed), subjects
+    texts = [m for m in stack.sms.messages_to(contact.mobile) if "12381" not in m.from_]
+    assert len(texts) == len([r for r in rows if r.channel == "sms"])
+    await asyncio.sleep(0)

@@ -1,0 +1,111 @@
+"""The icpflow worker: the order workflow and every activity, wired to their adapters from the settings.
+
+Run it with ``icpflow-worker`` (or ``python worker.py``); configuration comes from ``ICPFLOW_*`` variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.calendar import BusinessCalendar, CalendarActivities
+from activities.documents import DocumentActivities
+from activities.face import HttpFaceVerifier
+from activities.notifications import NotificationActivities
+from activities.records import RecordActivities
+from activities.regulator import RegulatorActivities
+from activities.validation import ValidationActivities
+from activities.validation.rdap import RdapClient
+from models.settings import Settings, get_settings
+from starter.client import connect
+from store import db
+from store.documents import LocalDocumentStore
+from workflows.order import ModificationOrderWorkflow
+
+log = logging.getLogger("icpflow.worker")
+
+
+@dataclass
+class Wiring:
+    """Everything the worker built, so tests and the CLI can close it cleanly."""
+
+    activities: list[Callable[..., Any]]
+    engine: AsyncEngine
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for close in self.closers:
+            result = close()
+            if asyncio.iscoroutine(result):
+                await result
+        await self.engine.dispose()
+
+
+def build_activities(settings: Settings) -> Wiring:
+    """Construct every activity with its production adapter. Nothing here connects yet."""
+    engine = db.create_engine(settings.database_url)
+    sessions = db.session_factory(engine)
+    regulator = RegulatorActivities(
+        settings.regulator_url, settings.regulator_api_key, timeout=settings.http_timeout_seconds
+    )
+    calendar = BusinessCalendar.load(settings.calendar_data_path)
+    documents = DocumentActivities(
+        LocalDocumentStore(settings.document_store_path), HttpFaceVerifier(settings.face_verification_url), settings
+    )
+    validation = ValidationActivities(RdapClient(settings.rdap_base_url, timeout=settings.http_timeout_seconds))
+    groups: list[Any] = [
+        RecordActivities(sessions),
+        NotificationActivities(sessions, settings),
+        regulator,
+        CalendarActivities(calendar),
+        documents,
+        validation,
+    ]
+    activities = [fn for group in groups for fn in group.activities()]
+    closers = [g.aclose for g in groups if hasattr(g, "aclose")]
+    return Wiring(activities=activities, engine=engine, closers=closers)
+
+
+def build_worker(client: Client, settings: Settings, wiring: Wiring, **options: Any) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[ModificationOrderWorkflow],
+        activities=wiring.activities,
+        **options,
+    )
+
+
+async def run(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    await db.upgrade(settings.database_url)
+    client = await connect(settings)
+    wiring = build_activities(settings)
+    worker = build_worker(client, settings, wiring)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    log.info("worker polling task queue %s on %s", settings.task_queue, settings.temporal_address)
+    async with worker:
+        await stop.wait()
+    await wiring.close()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()
