@@ -104,6 +104,9 @@ async def run(settings: Settings | None = None) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Every HTTP request of the SMS and HTTP clients at INFO would drown the worker's own lines.
+    for noisy in ("twilio", "httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     asyncio.run(run())
 
 

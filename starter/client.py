@@ -71,6 +71,12 @@ class OrderConflict(OrderError):
         self.existing_order_id = existing_order_id
 
 
+class WorkersUnavailable(OrderError):
+    """No worker is polling the task queue: the action was not delivered; retry once workers are back."""
+
+    code = "workers_unavailable"
+
+
 class ActionRefused(OrderError):
     """The order refused the action (wrong stage, locked, not paused, …); nothing changed."""
 
@@ -188,8 +194,13 @@ class OrderClient:
                 raise ActionRefused(cause.message) from None
             raise
         except RPCError as err:
-            if "workflow execution already completed" in str(err).lower():
+            text = str(err).lower()
+            if "workflow execution already completed" in text:
                 raise ActionRefused(f"order {order_id} has ended") from None
+            if "no poller seen" in text:
+                raise WorkersUnavailable(
+                    f"no icpflow worker is polling task queue {self.task_queue}: start one (icpflow worker) and retry"
+                ) from None
             raise
         return result
 

@@ -155,13 +155,17 @@ class Driver:
         await self.enter_code(order_id)
         return await self.until_stage(order_id, Stage.ADMINISTRATION_REVIEW)
 
-    async def decide(self, order_id: str, approved: bool, reasons: list[str] | None = None) -> None:
-        state = await self.state(order_id)
-        sub = state.current_submission
-        assert sub is not None and sub.submission_id
+    async def decide(
+        self, order_id: str, approved: bool, reasons: list[str] | None = None, *, submission_id: str | None = None
+    ) -> None:
+        """The administration's verdict on the order's current submission (or the one named)."""
+        if submission_id is None:
+            sub = (await self.state(order_id)).current_submission
+            assert sub is not None and sub.submission_id
+            submission_id = sub.submission_id
         async with httpx.AsyncClient(base_url=self.stack.regulator.url) as http:
             response = await http.post(
-                f"/sim/submissions/{sub.submission_id}/decide",
+                f"/sim/submissions/{submission_id}/decide",
                 json={"decision": "approved" if approved else "rejected", "reasons": reasons or []},
             )
             response.raise_for_status()
