@@ -1,8 +1,8 @@
 """``python -m simulators``: the outside world on loopback, for running the stack locally.
 
-Starts the regulator (auto mode), the SMS sink and the SMTP sink (with its mail view) on the ports of the
-``ICPFLOW_*`` settings and runs until Ctrl-C. The regulator texts through the real twilio client into the SMS sink,
-with the same credentials the worker uses.
+Starts the regulator (auto mode), the SMS sink, the SMTP sink (with its mail view), the RDAP server and the
+face-verification vendor on the ports of the ``ICPFLOW_*`` settings and runs until Ctrl-C. The regulator texts
+through the real twilio client into the SMS sink, with the same credentials the worker uses.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 from models.settings import Settings, get_settings
 from models.timing import TimingPolicy
+from simulators.face_vendor import FaceVendorSimulator
+from simulators.rdap import RdapSimulator
 from simulators.regulator import RegulatorSimulator
 from simulators.sms_sink import SmsSink
 from simulators.smtp_sink import SmtpSink
@@ -86,8 +88,12 @@ def _services(settings: Settings, args: argparse.Namespace) -> list[_Service]:
         sms_window=sms_window,
         seed=args.seed,
     )
+    rdap = RdapSimulator()
+    face = FaceVendorSimulator()
     sms_port = _port(settings.twilio_base_url, 8304)
     regulator_port = _port(settings.regulator_url, 8301)
+    rdap_port = _port(settings.rdap_base_url, 8302)
+    face_port = _port(settings.face_verification_url, 8303)
     host = args.host
     return [
         # The SMS sink first: the regulator texts through it.
@@ -122,8 +128,21 @@ def _services(settings: Settings, args: argparse.Namespace) -> list[_Service]:
                 f"submissions: {regulator.url}/sim/submissions)"
             ),
         ),
-        # The RDAP (settings.rdap_base_url, 8302) and face-verification (settings.face_verification_url, 8303)
-        # simulators belong here, as further _Service entries.
+        # Validation asks RDAP for every domain's expiry; unknown names answer as registered for a year.
+        _Service(
+            "RDAP",
+            rdap_port,
+            lambda: rdap.start(host, rdap_port),
+            rdap.stop,
+            lambda: f"{rdap.url}  (e.g. {rdap.url}/domain/example.com)",
+        ),
+        _Service(
+            "face vendor",
+            face_port,
+            lambda: face.start(host, face_port),
+            face.stop,
+            lambda: f"{face.url}  (POST /v1/face/compare)",
+        ),
     ]
 
 
@@ -139,8 +158,8 @@ async def _run(args: argparse.Namespace) -> int:
                 print(f"simulators: port {service.port} ({service.name}) is already in use", file=sys.stderr)
                 return 1
             started.append(service)
-            print(f"{service.name:<11} {service.where()}")
-        print("simulators running; Ctrl-C stops them")
+            print(f"{service.name:<11} {service.where()}", flush=True)
+        print("simulators running; Ctrl-C stops them", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import PendingActivityState
 from sqlalchemy import select
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.testing import WorkflowEnvironment
 
+from models.messages import SmsEventKind, SmsVerificationEvent
 from models.order import ChangeField
 from models.stages import Stage
-from models.messages import SmsEventKind, SmsVerificationEvent
 from starter.client import OrderClient, WorkersUnavailable
 from store import db
 from store.tables import OutboxRow
