@@ -27,14 +27,11 @@ from activities.face import FaceVendorRequestError, FaceVerifier, HttpFaceVerifi
 from models.activity_io import RequiredDocuments, VerificationResult, VerifyDocument
 from models.documents import DocumentKind, DocumentRef, DocumentRequirement
 from models.order import ChangeField, Person, PlaceOrder, Province
+from models.provinces import DocumentCondition, province_rules
 from models.settings import Settings
 from store.documents import DocumentNotFoundError, DocumentStore, LocalDocumentStore
 
 ENTITY = "entity"  # the subject of documents about the filing entity itself
-
-# Provinces whose administration asks for a signed authenticity commitment with every order (DOMAIN.md).
-# Temporary: the province table will carry this as data.
-AUTHENTICITY_COMMITMENT_PROVINCES: frozenset[Province] = frozenset({Province.JIANGSU})
 
 # Documents are listed in this order within one subject; the entity's documents come first, then each service's.
 _KIND_ORDER = {kind: i for i, kind in enumerate(DocumentKind)}
@@ -52,7 +49,8 @@ def required_documents(order: PlaceOrder) -> list[DocumentRequirement]:
     - website/app person in charge → ID card front and back + face verification, for that service;
     - ID card renewal → new ID card photos for the person concerned (the service's when the change names one);
     - contact phone/email, names, IP, content, language, platforms, domains → nothing;
-    - provinces in :data:`AUTHENTICITY_COMMITMENT_PROVINCES` → an authenticity commitment, always.
+    - what the province table lists for the order's province (Jiangsu: an authenticity commitment, and an
+      authorisation letter when the entity's person in charge is not the legal representative).
     """
     wanted: dict[str, DocumentRequirement] = {}
 
@@ -81,8 +79,13 @@ def required_documents(order: PlaceOrder) -> list[DocumentRequirement]:
                 need(DocumentKind.ID_CARD_BACK, subject)
             case _:
                 pass  # no identity re-verification
-    if order.province in AUTHENTICITY_COMMITMENT_PROVINCES:
-        need(DocumentKind.AUTHENTICITY_COMMITMENT, ENTITY)
+    # What a province asks for on top of the national list comes from the province table (models/provinces.json).
+    for extra in province_rules(order.province).extra_documents.value:
+        if extra.when is DocumentCondition.ALWAYS or (
+            extra.when is DocumentCondition.PERSON_NOT_LEGAL_REPRESENTATIVE
+            and not order.person_in_charge(ENTITY).is_legal_representative
+        ):
+            need(extra.kind, ENTITY)
     return sorted(wanted.values(), key=lambda r: (r.subject != ENTITY, r.subject, _KIND_ORDER[r.kind]))
 
 

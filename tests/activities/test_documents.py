@@ -16,7 +16,6 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.documents import (
-    AUTHENTICITY_COMMITMENT_PROVINCES,
     DocumentActivities,
     is_colour,
     required_documents,
@@ -146,12 +145,23 @@ def test_contact_name_and_ip_changes_need_no_identity_re_verification(field: Cha
     assert required_documents(place(Change(field=field, service=WEBSITE, new_value="x"))) == []
 
 
-def test_jiangsu_orders_always_need_an_authenticity_commitment() -> None:
-    assert Province.JIANGSU in AUTHENTICITY_COMMITMENT_PROVINCES
+def test_jiangsu_orders_always_need_an_authenticity_commitment_from_the_province_table() -> None:
     order = place(Change(field=ChangeField.CONTACT_MOBILE, new_value="13900139000"), province=Province.JIANGSU)
+    legal = order.record.entity.person_in_charge.model_copy(update={"is_legal_representative": True})
+    entity = order.record.entity.model_copy(update={"person_in_charge": legal})
+    order = order.model_copy(update={"record": order.record.model_copy(update={"entity": entity})})
     requirements = required_documents(order)
     assert [r.key for r in requirements] == ["authenticity_commitment:entity"]
     assert "Jiangsu" in requirements[0].description
+
+
+def test_jiangsu_asks_an_authorisation_letter_when_the_person_in_charge_is_not_the_legal_representative() -> None:
+    order = place(Change(field=ChangeField.CONTACT_MOBILE, new_value="13900139000"), province=Province.JIANGSU)
+    assert not order.record.entity.person_in_charge.is_legal_representative
+    keys = [r.key for r in required_documents(order)]
+    assert sorted(keys) == ["authenticity_commitment:entity", "authorisation_letter:entity"]
+    beijing = place(Change(field=ChangeField.CONTACT_MOBILE, new_value="13900139000"), province=Province.BEIJING)
+    assert required_documents(beijing) == []
 
 
 def test_requirements_have_no_duplicates_and_do_not_depend_on_the_order_of_changes() -> None:
