@@ -472,3 +472,31 @@ async def _eventually(fn, timeout: float = 10.0):  # type: ignore[no-untyped-def
         if value or loop.time() > end:
             return value
         await asyncio.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------------------------- document reuse
+
+
+async def test_images_of_an_approved_order_are_reused_by_the_next_order_when_enabled(driver: Driver) -> None:
+    first = new_order(changes=[ChangeField.SERVICE_PERSON_IN_CHARGE])
+    await driver.place(first)
+    await driver.to_administration_review(first.order_id)
+    await approve(driver, first.order_id)
+    archived = {d.key: d.ref for d in (await driver.state(first.order_id)).documents}
+
+    reuse = first.model_copy(
+        update={
+            "order_id": first.order_id + "-reuse",
+            "options": first.options.model_copy(update={"reuse_images": True}),
+        }
+    )
+    await driver.place(reuse)
+    state = await driver.until_stage(reuse.order_id, Stage.CONFIRMATION)
+    assert all(d.status is DocumentStatus.REUSED for d in state.documents)
+    assert {d.key: d.ref for d in state.documents} == archived
+
+    without = first.model_copy(update={"order_id": first.order_id + "-fresh"})
+    await driver.abandon(reuse.order_id)
+    await driver.place(without)
+    fresh = await driver.until_stage(without.order_id, Stage.DOCUMENT_COLLECTION)
+    assert all(d.status is DocumentStatus.MISSING for d in fresh.documents)
