@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+CHROMIUM := /usr/bin/chromium
+
 .PHONY: install test lint fmt run demo clean
 
 $(BIN)/python:
@@ -17,7 +19,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The dashboard test drives Debian's headless Chromium (never a downloaded browser).
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "the dashboard test needs Chromium at $(CHROMIUM) (Debian: apt-get install chromium)"; exit 1; }
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
