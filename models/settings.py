@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     rdap_base_url: str = "http://127.0.0.1:8302"
     face_verification_url: str = "http://127.0.0.1:8303"
 
+    # Payload encryption (starter/codec.py): JSON {"key-id": "<base64 of 32 bytes>"}; unset → a local key file.
+    codec_keys: SecretStr | None = None
+    codec_active_key: str | None = None
+
     document_store_path: Path = Field(default=Path(".data/documents"))
     calendar_data_path: Path | None = None
     http_timeout_seconds: float = 10.0

@@ -24,7 +24,6 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
@@ -44,6 +43,7 @@ from models.order import PlaceOrder, filing_key
 from models.settings import Settings
 from models.stages import Stage
 from models.state import OrderState
+from starter.codec import data_converter
 from workflows.inputs import TASK_QUEUE, OrderInput, workflow_id_for
 from workflows.order import ModificationOrderWorkflow
 
@@ -84,9 +84,10 @@ class ActionRefused(OrderError):
 
 
 async def connect(settings: Settings) -> Client:
-    """A Temporal client with the project's data converter (pydantic) — the one every caller must use."""
+    """A Temporal client with the project's data converter (pydantic JSON, encrypted) — the one every caller must
+    use, or personal data would reach Temporal in clear and encrypted payloads could not be read."""
     return await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace, data_converter=pydantic_data_converter
+        settings.temporal_address, namespace=settings.temporal_namespace, data_converter=data_converter(settings)
     )
 
 

@@ -3,6 +3,8 @@ migrated SQLite read model, and one worker with every real activity, for the who
 
 from __future__ import annotations
 
+import base64
+import json
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -11,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -23,6 +24,7 @@ from simulators.regulator import RegulatorSimulator
 from simulators.sms_sink import SmsSink
 from simulators.smtp_sink import SmtpSink
 from starter.client import OrderClient
+from starter.codec import data_converter
 from store import db
 
 pytest_plugins = ["tests.fixtures_db"]
@@ -32,6 +34,9 @@ TEMPORAL_CLI = BIN / "temporal"
 TWILIO_SID = "AC" + "1" * 32
 TWILIO_TOKEN = "test-token"
 REGULATOR_KEY = "test-regulator-key"
+# Payloads are encrypted in tests as in production; this key exists only for the test session.
+CODEC_KEYS = json.dumps({"test-1": base64.b64encode(b"icpflow-test-key-32-bytes-long!!").decode()})
+CODEC_SETTINGS = Settings(codec_keys=CODEC_KEYS, codec_active_key="test-1")
 
 
 def temporal_cli() -> str:
@@ -49,7 +54,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=temporal_cli(),
         dev_server_extra_args=["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"],
         search_attributes=search.ALL,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(CODEC_SETTINGS),
     )
     yield env
     await env.shutdown()
@@ -93,6 +98,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         face_verification_url=face.url,
         document_store_path=root / "documents",
         task_queue=f"icp-test-{uuid.uuid4().hex[:8]}",
+        codec_keys=CODEC_KEYS,
+        codec_active_key="test-1",
     )
     await db.upgrade(settings.database_url)
     yield Stack(settings=settings, sms=sms, smtp=smtp, regulator=regulator, rdap=rdap, face=face)

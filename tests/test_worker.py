@@ -80,6 +80,8 @@ async def crash_rig(
         "ICPFLOW_RDAP_BASE_URL": s.rdap_base_url,
         "ICPFLOW_FACE_VERIFICATION_URL": s.face_verification_url,
         "ICPFLOW_DOCUMENT_STORE_PATH": str(s.document_store_path),
+        "ICPFLOW_CODEC_KEYS": s.codec_keys.get_secret_value() if s.codec_keys else "",
+        "ICPFLOW_CODEC_ACTIVE_KEY": s.codec_active_key or "",
     }
     worker = WorkerProcess(env, tmp_path / "worker.log")
     worker.start()
