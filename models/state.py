@@ -46,6 +46,24 @@ class Deadline(Frozen):
     estimated: bool = False  # computed past the calendar's known data
 
 
+class DependencyWait(Frozen):
+    """The order is waiting out an outside party that does not answer (its activity keeps being retried)."""
+
+    dependency: str
+    activity: str
+    since: datetime
+    last_error: str = ""
+    alerted: bool = False
+
+
+class NotificationFailure(Frozen):
+    """A notice that could not be delivered on one channel for good (e.g. an invalid mobile number)."""
+
+    event_key: str
+    channel: str
+    reason: str
+
+
 class Transition(Frozen):
     seq: int
     at: datetime
@@ -111,6 +129,8 @@ class OrderState(BaseModel):
     resume_to: Stage | None = None
     notice_reference: str | None = None
     runs: int = 1
+    dependency_waits: list[DependencyWait] = Field(default_factory=list)
+    notification_failures: list[NotificationFailure] = Field(default_factory=list)
 
     def deadline(self, kind: DeadlineKind) -> Deadline | None:
         return next((d for d in self.deadlines if d.kind is kind), None)

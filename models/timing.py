@@ -26,6 +26,10 @@ class TimingPolicy(BaseModel):
     review_poll_interval: timedelta = timedelta(hours=1)
     # After approval the record update is retried until the provider's system shows it.
     record_update_retry: timedelta = timedelta(minutes=5)
+    # An outside party that does not answer within `dependency_patience` shows up in the order's state as a
+    # dependency wait; support is alerted once it has been down for `dependency_alert_after`.
+    dependency_patience: timedelta = timedelta(minutes=2)
+    dependency_alert_after: timedelta = timedelta(minutes=30)
     # Business-day deadlines are computed on China's calendar, then scaled (1.0 in production; demos compress).
     business_day_scale: float = Field(default=1.0, gt=0, le=1.0)
 
@@ -39,5 +43,7 @@ class TimingPolicy(BaseModel):
             sms_window=timedelta(minutes=2),
             review_poll_interval=timedelta(seconds=1),
             record_update_retry=timedelta(seconds=1),
+            dependency_patience=timedelta(seconds=20),
+            dependency_alert_after=timedelta(minutes=1),
             business_day_scale=1 / 8640,  # one calendar day becomes 10 seconds
         )

@@ -105,6 +105,8 @@ class SmsSink:
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.messages: list[SmsMessage] = []
+        # Numbers the carrier refuses for good (Twilio 21614 "not a valid mobile number"), for fault tests.
+        self.unreachable: set[str] = set()
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -168,6 +170,8 @@ class SmsSink:
             return _twilio_error(400, 21602, "Message body is required.")
         if not MAINLAND_MOBILE_E164.match(to):
             return _twilio_error(400, 21211, f"Invalid 'To' Phone Number: {to}")
+        if _number_key(to) in {_number_key(n) for n in self.unreachable}:
+            return _twilio_error(400, 21614, f"'To' number {to} is not a valid mobile number")
         message = SmsMessage(
             sid="SM" + secrets.token_hex(16),
             account_sid=self.account_sid,

@@ -233,7 +233,8 @@ class OrderClient:
                 raise ActionRefused(f"order {order_id} has ended ({_status_name(desc.status)})")
             # The filing has moved on to a newer order: find this order's own (closed) run.
             async for execution in self.client.list_workflows(
-                f"WorkflowId = '{workflow_id}' AND IcpOrderId = '{_quote(order_id)}'"
+                f"WorkflowId = '{workflow_id}' AND IcpOrderId = '{_quote(order_id)}' "
+                "AND ExecutionStatus != 'ContinuedAsNew'"
             ):
                 if running_only:
                     raise ActionRefused(f"order {order_id} has ended")

@@ -15,7 +15,8 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from models import search
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         BusinessDeadlineResult,
         FilingUpdate,
         Notification,
+        NotificationResult,
         OrderRecord,
         PlacedOrder,
         RequiredDocuments,
@@ -60,7 +62,9 @@ with workflow.unsafe.imports_passed_through():
     from models.state import (
         Deadline,
         DeadlineKind,
+        DependencyWait,
         DocumentState,
+        NotificationFailure,
         OrderState,
         PendingAction,
         Submission,
@@ -114,6 +118,8 @@ class ModificationOrderWorkflow:
     async def run(self, input: OrderInput) -> OrderState:
         if input.carried is None:
             await self._transition(Stage.VALIDATION, reason="order placed", actor=Actor.BACKEND)
+        else:
+            self._upsert_search_attributes()  # a new run starts with none: visibility must still find the order
         stages: dict[Stage, Callable[[], Any]] = {
             Stage.VALIDATION: self._validate,
             Stage.DOCUMENT_COLLECTION: self._collect_documents,
@@ -812,15 +818,7 @@ class ModificationOrderWorkflow:
         )
         self._refresh_pending()
         if stage_changed or seq == 1:
-            workflow.upsert_search_attributes(
-                [
-                    search.ORDER_ID.value_set(self.order.order_id),
-                    search.STAGE.value_set(stage.value),
-                    search.PROVINCE.value_set(self.order.province.value),
-                    search.KIND.value_set(self.order.kind.value),
-                    search.OVERDUE.value_set(self._state.overdue),
-                ]
-            )
+            self._upsert_search_attributes()
         due = self._state.deadline(DeadlineKind.REVIEW_DUE)
         await self._activity(
             "record_transition",
@@ -846,9 +844,20 @@ class ModificationOrderWorkflow:
             None,
         )
 
+    def _upsert_search_attributes(self) -> None:
+        workflow.upsert_search_attributes(
+            [
+                search.ORDER_ID.value_set(self.order.order_id),
+                search.STAGE.value_set(self._state.stage.value),
+                search.PROVINCE.value_set(self.order.province.value),
+                search.KIND.value_set(self.order.kind.value),
+                search.OVERDUE.value_set(self._state.overdue),
+            ]
+        )
+
     async def _notify(self, event_key: str, text: notices.Text) -> None:
         person = self._contact()
-        await self._activity(
+        result: NotificationResult = await self._activity(
             "send_notification",
             Notification(
                 order_id=self.order.order_id,
@@ -859,8 +868,13 @@ class ModificationOrderWorkflow:
                 subject=text.subject,
                 body=text.body,
             ),
-            None,
+            NotificationResult,
         )
+        for channel, reason in result.failed.items():
+            # A permanent failure (e.g. an invalid mobile number) is recorded; the other channel carried the notice.
+            self._state.notification_failures.append(
+                NotificationFailure(event_key=event_key, channel=channel.value, reason=reason[:300])
+            )
 
     async def _alert(self, what: str, detail: str) -> None:
         text = notices.support_alert(self.order.order_id, what, detail)
@@ -893,13 +907,47 @@ class ModificationOrderWorkflow:
     async def _activity(
         self, name: str, arg: Any, result_type: type[Any] | None, *, retry: RetryPolicy | None = None
     ) -> Any:
-        return await workflow.execute_activity(
-            name,
-            arg,
-            result_type=result_type,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=retry or DEPENDENCY_RETRY,
-        )
+        """Run an activity until it succeeds. Outages are waited out with a bounded backoff; one that outlasts the
+        timing policy's patience is shown in the state (what, since when, the last error) and, past the alert
+        limit, reported to support once. A refusal for good (non-retryable error) propagates."""
+        timing = self.order.timing
+        window = timing.dependency_patience
+        started = workflow.now()
+        while True:
+            try:
+                result = await workflow.execute_activity(
+                    name,
+                    arg,
+                    result_type=result_type,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    schedule_to_close_timeout=window,
+                    retry_policy=retry or DEPENDENCY_RETRY,
+                )
+            except ActivityError as err:
+                # Retries ran out of time (not a refusal): the party is down, or slower than our patience.
+                if err.retry_state is not RetryState.TIMEOUT and not isinstance(err.cause, ActivityTimeout):
+                    raise
+                await self._dependency_down(name, started, _cause(err))
+                window = timing.dependency_alert_after
+                continue
+            if any(w.activity == name for w in self._state.dependency_waits):
+                self._state.dependency_waits = [w for w in self._state.dependency_waits if w.activity != name]
+            return result
+
+    async def _dependency_down(self, activity_name: str, since: datetime, error: str) -> None:
+        dependency = _DEPENDENCIES.get(activity_name, activity_name)
+        previous = next((w for w in self._state.dependency_waits if w.activity == activity_name), None)
+        alerted = previous.alerted if previous else False
+        wait = DependencyWait(dependency=dependency, activity=activity_name, since=since, last_error=error[:500])
+        self._state.dependency_waits = [w for w in self._state.dependency_waits if w.activity != activity_name]
+        self._state.dependency_waits.append(wait.model_copy(update={"alerted": alerted}))
+        self._state.updated_at = workflow.now()
+        down_for = workflow.now() - since
+        # Support cannot be emailed about the mail relay itself; that outage shows in the state and the metrics.
+        if not alerted and down_for >= self.order.timing.dependency_alert_after and dependency != "notifications":
+            self._state.dependency_waits[-1] = wait.model_copy(update={"alerted": True})
+            detail = f"{dependency} has not answered {activity_name} for {down_for}; last error: {error[:300]}"
+            await self._alert(f"dependency-down-{dependency}", detail)
 
     # ------------------------------------------------------------------ helpers: pure bookkeeping
 
@@ -972,6 +1020,23 @@ class ModificationOrderWorkflow:
         """The administration texts the entity's person for entity changes, the service's for service changes."""
         return [self._contact().mobile]
 
+
+# The outside party behind each activity, as named in dependency waits and alerts.
+_DEPENDENCIES = {
+    "validate_order": "rdap",
+    "required_documents": "worker",
+    "verify_document": "document-verification",
+    "business_deadline": "worker",
+    "submit_to_administration": "regulator",
+    "verify_sms_code": "regulator",
+    "resend_sms": "regulator",
+    "send_notification": "notifications",
+    "alert_support": "notifications",
+    "record_transition": "database",
+    "update_filing_record": "database",
+    "archive_documents": "database",
+    "find_reusable_documents": "database",
+}
 
 _APPLICANT_TOLD = frozenset(
     {

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from PIL import Image
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.testing import WorkflowEnvironment
 
 from models.documents import DocumentKind, DocumentRef, DocumentStatus
@@ -30,6 +31,7 @@ from store.documents import LocalDocumentStore
 from tests.conftest import Stack
 from tests.factories import make_order, mobile
 
+ACTIVITY_STARTED = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
 PDF_KINDS = {DocumentKind.AUTHORISATION_LETTER, DocumentKind.AUTHENTICITY_COMMITMENT, DocumentKind.CHANGE_CERTIFICATE}
 
 
@@ -87,9 +89,26 @@ class Driver:
         )
 
     async def skip(self, order_id: str, duration: timedelta) -> None:
-        """Move this order's virtual clock forward (timers due in the meantime fire)."""
+        """Move this order's virtual clock forward (timers due in the meantime fire).
+
+        The clock moves only once the order is idle — no workflow task and no activity attempt under way (a poll
+        waiting for its next retry counts as idle) — as a person waiting would see it. Jumping while an activity
+        runs in real time would time it out, which is the crash and fault tests' business, not a path's."""
         handle = await self.orders.handle(order_id)
+        await self.until_idle(handle)
         await self.env.fast_forward(handle, duration)
+
+    async def until_idle(self, handle: Any, timeout: float = 60) -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while True:
+            desc = (await handle.describe()).raw_description
+            busy = [a for a in desc.pending_activities if a.attempt <= 1 or a.state == ACTIVITY_STARTED]
+            if not busy and not desc.HasField("pending_workflow_task"):
+                return
+            if loop.time() > end:
+                raise AssertionError(f"order never went idle: {[a.activity_type.name for a in busy]}")
+            await asyncio.sleep(0.02)
 
     # ---------------------------------------------------------------- the applicant
 

@@ -33,11 +33,14 @@ async def history_length(orders: OrderClient, order_id: str) -> int:
     return sum(1 for e in events if e.event_type not in TIME_SKIPPING_EVENTS)
 
 
-async def approved_after(driver: Driver, business_days: int) -> int:
-    """Events of an order the administration approves on the given business day of its review."""
+async def approved_after(driver: Driver, business_days: int) -> tuple[int, int]:
+    """(events of the whole order, events from the start of the administration review to the end) for an order the
+    administration approves on the given business day of its review."""
     order = new_order(changes=[ChangeField.SERVICE_PERSON_IN_CHARGE])
     await driver.place(order)
     review = await driver.to_administration_review(order.order_id)
+    await driver.until_idle(await driver.orders.handle(order.order_id))
+    before_review = await history_length(driver.orders, order.order_id)
     if business_days > 1:
         due = review.deadline(DeadlineKind.REVIEW_DUE)
         assert due is not None and business_days == order.timing.review_business_days
@@ -48,14 +51,22 @@ async def approved_after(driver: Driver, business_days: int) -> int:
     await driver.decide(order.order_id, approved=True)
     await driver.skip(order.order_id, order.timing.review_poll_interval * 2)
     await driver.until_stage(order.order_id, Stage.COMPLETED)
-    return await history_length(driver.orders, order.order_id)
+    await driver.until_idle(await driver.orders.handle(order.order_id))
+    total = await history_length(driver.orders, order.order_id)
+    return total, total - before_review
 
 
 async def test_history_is_flat_in_review_length_and_under_400_events(driver: Driver) -> None:
-    one_day = await approved_after(driver, 1)
-    twenty_days = await approved_after(driver, 20)
-    print(f"history events: review of 1 business day {one_day}, of 20 business days {twenty_days}")
-    assert abs(twenty_days - one_day) <= 4
+    one_day, review_one = await approved_after(driver, 1)
+    twenty_days, review_twenty = await approved_after(driver, 20)
+    print(
+        f"history events: review of 1 business day {one_day} (review part {review_one}), "
+        f"of 20 business days {twenty_days} (review part {review_twenty})"
+    )
+    # The review itself adds the same events however long it lasts; the rest of an order varies by a few events
+    # with how the server batches concurrent messages into workflow tasks.
+    assert review_twenty - review_one <= 2
+    assert abs(twenty_days - one_day) <= 8
     assert twenty_days < 400 and one_day < 400
 
 
