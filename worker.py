@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor, Worker
 
 from activities.calendar import BusinessCalendar, CalendarActivities
 from activities.documents import DocumentActivities
@@ -27,6 +29,7 @@ from activities.validation import ValidationActivities
 from activities.validation.rdap import RdapClient
 from models.settings import Settings, get_settings
 from starter.client import connect
+from starter.logs import configure_logging, order_context
 from store import db
 from store.documents import LocalDocumentStore
 from workflows.order import ModificationOrderWorkflow
@@ -75,12 +78,34 @@ def build_activities(settings: Settings) -> Wiring:
     return Wiring(activities=activities, engine=engine, closers=closers)
 
 
+class OrderLogContext(Interceptor):
+    """Puts the order id and workflow id of the activity being run into the logging context (starter/logs.py)."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _ActivityLogContext(next)
+
+
+class _ActivityLogContext(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        with order_context(_order_id_of(input.args), activity.info().workflow_id):
+            return await super().execute_activity(input)
+
+
+def _order_id_of(args: Any) -> str | None:
+    for arg in args:
+        order_id = getattr(arg, "order_id", None) or getattr(getattr(arg, "order", None), "order_id", None)
+        if isinstance(order_id, str):
+            return order_id
+    return None
+
+
 def build_worker(client: Client, settings: Settings, wiring: Wiring, **options: Any) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[ModificationOrderWorkflow],
         activities=wiring.activities,
+        interceptors=[OrderLogContext()],
         **options,
     )
 
@@ -88,7 +113,13 @@ def build_worker(client: Client, settings: Settings, wiring: Wiring, **options: 
 async def run(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     await db.upgrade(settings.database_url)
-    client = await connect(settings)
+    runtime = None
+    if settings.worker_metrics_address:
+        # The SDK's own metrics (task latencies, slots, cache) for Prometheus at http://<address>/metrics.
+        runtime = Runtime(
+            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=settings.worker_metrics_address))
+        )
+    client = await connect(settings, runtime=runtime)
     wiring = build_activities(settings)
     worker = build_worker(client, settings, wiring)
     stop = asyncio.Event()
@@ -103,11 +134,9 @@ async def run(settings: Settings | None = None) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # Every HTTP request of the SMS and HTTP clients at INFO would drown the worker's own lines.
-    for noisy in ("twilio", "httpx", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    asyncio.run(run())
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    asyncio.run(run(settings))
 
 
 if __name__ == "__main__":

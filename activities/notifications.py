@@ -181,6 +181,7 @@ class NotificationActivities:
                     continue
                 await self._settle(settle_session, key, status=OutboxStatus.SENT, provider_id=provider_id)
                 sent.append(channel)
+                activity.logger.info("sent %s notice %s (%s)", channel.value, event_key, provider_id)
         if transient:
             detail = "; ".join(f"{channel.value}: {error}" for channel, error in transient.items())
             raise ApplicationError(

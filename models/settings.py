@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     codec_keys: SecretStr | None = None
     codec_active_key: str | None = None
 
+    # Logs: "json" in production (one object per line), "text" locally.
+    log_format: str = Field(default="text", pattern="^(json|text)$")
+    log_level: str = "INFO"
+    # Where the worker exposes the Temporal SDK's runtime metrics for Prometheus ("host:port"; unset = off).
+    worker_metrics_address: str | None = None
+
     document_store_path: Path = Field(default=Path(".data/documents"))
     calendar_data_path: Path | None = None
     http_timeout_seconds: float = 10.0
