@@ -134,6 +134,7 @@ class ModificationOrderWorkflow:
         }
         while not self._state.stage.terminal:
             if self._abandon is not None and not self._locked():
+                await self._record_support_notes()  # an extension granted just before still reaches the audit trail
                 await self._apply_abandon(self._abandon)
                 break
             if self._should_continue_as_new():
