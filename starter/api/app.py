@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from models.settings import Settings
-from starter.api import documents, health, metrics, orders, stats
+from starter.api import codec, documents, health, metrics, orders, stats
 from starter.api.auth import TokenTable
 from starter.api.config import ApiSettings, api_settings
 from starter.api.context import ApiContext
@@ -84,7 +85,7 @@ def create_app(
         app.state.ctx = ApiContext(settings=config, orders=order_client, sessions=sessions)
 
     install_error_handlers(app, extra_422=orders.place_order_422)
-    for module in (orders, documents, stats, health, metrics):
+    for module in (orders, documents, stats, health, metrics, codec):
         app.include_router(module.router)
 
     from starter import dashboard  # the dashboard renders through this app's context and auth
@@ -92,6 +93,14 @@ def create_app(
     app.include_router(dashboard.router)
     app.add_middleware(documents.UploadSizeLimit, max_bytes=config.api_max_upload_bytes)
     app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
+    # Only the codec server is meant for browsers on other origins (the Temporal Web UI).
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=config.api_codec_cors_origins,
+        allow_methods=["POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "X-Namespace"],
+        allow_credentials=True,
+    )
     return app
 
 

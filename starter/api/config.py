@@ -58,6 +58,8 @@ class ApiSettings(Settings):
     api_max_upload_bytes: int = Field(default=5 * MIB, ge=1)
     api_action_timeout_seconds: float = Field(default=30.0, gt=0, description="longest wait for an order's answer")
     api_dashboard_refresh_seconds: int = Field(default=15, ge=1, le=3600)
+    # Origins allowed to call the codec server from a browser (the Temporal Web UI).
+    api_codec_cors_origins: list[str] = Field(default=["http://127.0.0.1:8233", "http://localhost:8233"])
 
     @field_validator("api_tokens")
     @classmethod
