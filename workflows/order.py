@@ -344,6 +344,7 @@ class ModificationOrderWorkflow:
         if self._state.support_resubmit:
             self._state.support_resubmit = False
             self._state.auto_resubmissions = 0
+            _metrics().resubmissions.add(1, {"by": "support", "reason": sub.outcome})
             await self._enter(Stage.SUBMISSION, WaitingOn.SYSTEM, actor=Actor.SUPPORT, reason="resubmitted by support")
             return
         self._refresh_pending()
@@ -360,6 +361,7 @@ class ModificationOrderWorkflow:
         )
         if self._state.auto_resubmissions < self.order.options.max_auto_resubmissions:
             self._state.auto_resubmissions += 1
+            _metrics().resubmissions.add(1, {"by": "automatic", "reason": sub.outcome})
             n, limit = self._state.auto_resubmissions, self.order.options.max_auto_resubmissions
             await self._enter(
                 Stage.SUBMISSION, WaitingOn.SYSTEM, reason=f"{why}; automatic resubmission {n} of {limit}"
@@ -418,6 +420,7 @@ class ModificationOrderWorkflow:
 
     async def _mark_overdue(self) -> None:
         self._state.overdue = True
+        _metrics().overdue.add(1, {"province": self.order.province.value})
         workflow.upsert_search_attributes([search.OVERDUE.value_set(True)])
         await self._alert("review-overdue", "the administration has not decided within 20 business days; still polling")
         await self._transition(
@@ -799,6 +802,8 @@ class ModificationOrderWorkflow:
         audit trail move together, so no transition can forget one of them."""
         now = workflow.now()
         stage_changed = stage is not self._state.stage
+        if stage_changed and self._state.timeline:
+            _metrics().stage_duration.record(now - self._stage_entered_at(), {"stage": self._state.stage.value})
         self._state.stage = stage
         if status is not None:
             self._state.status = status
@@ -845,6 +850,15 @@ class ModificationOrderWorkflow:
             None,
         )
 
+    def _stage_entered_at(self) -> datetime:
+        """When the order entered its current stage (the first of the trailing transitions within it)."""
+        entered = self._state.timeline[-1].at
+        for t in reversed(self._state.timeline):
+            if t.stage is not self._state.stage:
+                break
+            entered = t.at
+        return entered
+
     def _upsert_search_attributes(self) -> None:
         workflow.upsert_search_attributes(
             [
@@ -872,6 +886,7 @@ class ModificationOrderWorkflow:
             NotificationResult,
         )
         for channel, reason in result.failed.items():
+            _metrics().notification_failures.add(1, {"channel": channel.value})
             # A permanent failure (e.g. an invalid mobile number) is recorded; the other channel carried the notice.
             self._state.notification_failures.append(
                 NotificationFailure(event_key=event_key, channel=channel.value, reason=reason[:300])
@@ -931,8 +946,11 @@ class ModificationOrderWorkflow:
                 await self._dependency_down(name, started, _cause(err))
                 window = timing.dependency_alert_after
                 continue
-            if any(w.activity == name for w in self._state.dependency_waits):
+            cleared = [w for w in self._state.dependency_waits if w.activity == name]
+            if cleared:
                 self._state.dependency_waits = [w for w in self._state.dependency_waits if w.activity != name]
+                for wait in cleared:
+                    _metrics().dependency_down.record(workflow.now() - wait.since, {"dependency": wait.dependency})
             return result
 
     async def _dependency_down(self, activity_name: str, since: datetime, error: str) -> None:
@@ -1020,6 +1038,29 @@ class ModificationOrderWorkflow:
     def _verification_mobiles(self) -> list[str]:
         """The administration texts the entity's person for entity changes, the service's for service changes."""
         return [self._contact().mobile]
+
+
+class _Metrics:
+    """icpflow's own metrics, emitted through the SDK's replay-safe meter (exported with the worker's runtime
+    metrics, docs/operations.md)."""
+
+    def __init__(self) -> None:
+        meter = workflow.metric_meter()
+        self.stage_duration = meter.create_histogram_timedelta(
+            "icpflow_stage_duration", "Time an order spent in a stage", "s"
+        )
+        self.resubmissions = meter.create_counter("icpflow_resubmissions", "Submissions made again after SMS lapsed")
+        self.overdue = meter.create_counter("icpflow_reviews_overdue", "Reviews that passed the 20th business day")
+        self.notification_failures = meter.create_counter(
+            "icpflow_notification_failures", "Notices that could not be delivered on a channel for good"
+        )
+        self.dependency_down = meter.create_histogram_timedelta(
+            "icpflow_dependency_down", "How long an outside party kept an order waiting", "s"
+        )
+
+
+def _metrics() -> _Metrics:
+    return _Metrics()
 
 
 # The outside party behind each activity, as named in dependency waits and alerts.
