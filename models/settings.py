@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     # Logs: "json" in production (one object per line), "text" locally.
     log_format: str = Field(default="text", pattern="^(json|text)$")
     log_level: str = "INFO"
+    # OpenTelemetry tracing (API → workflow → activities), off by default; spans go to an OTLP/HTTP collector.
+    tracing_enabled: bool = False
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "icpflow"
     # Where the worker exposes the Temporal SDK's runtime metrics for Prometheus ("host:port"; unset = off).
     worker_metrics_address: str | None = None
 

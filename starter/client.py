@@ -45,6 +45,7 @@ from models.settings import Settings
 from models.stages import Stage
 from models.state import OrderState
 from starter.codec import data_converter
+from starter.tracing import client_plugins
 from workflows.inputs import TASK_QUEUE, OrderInput, workflow_id_for
 from workflows.order import ModificationOrderWorkflow
 
@@ -92,6 +93,7 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
         runtime=runtime,
+        plugins=client_plugins(settings),
     )
 
 

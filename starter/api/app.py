@@ -18,6 +18,7 @@ from starter.api.config import ApiSettings, api_settings
 from starter.api.context import ApiContext
 from starter.api.errors import install as install_error_handlers
 from starter.client import OrderClient, connect
+from starter.tracing import instrument_api
 from store import db
 
 log = logging.getLogger("icpflow.api")
@@ -93,6 +94,7 @@ def create_app(
     app.include_router(dashboard.router)
     app.add_middleware(documents.UploadSizeLimit, max_bytes=config.api_max_upload_bytes)
     app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
+    instrument_api(app, config)
     # Only the codec server is meant for browsers on other origins (the Temporal Web UI).
     app.add_middleware(
         CORSMiddleware,
