@@ -478,10 +478,16 @@ async def _eventually(fn, timeout: float = 10.0):  # type: ignore[no-untyped-def
 
 
 async def test_images_of_an_approved_order_are_reused_by_the_next_order_when_enabled(driver: Driver) -> None:
+    # Each order has its own virtual clock: the first order is approved in real time (a one-second poll, no
+    # fast-forward), so its approval is not in the second order's future.
     first = new_order(changes=[ChangeField.SERVICE_PERSON_IN_CHARGE])
+    first = first.model_copy(
+        update={"timing": first.timing.model_copy(update={"review_poll_interval": timedelta(seconds=1)})}
+    )
     await driver.place(first)
     await driver.to_administration_review(first.order_id)
-    await approve(driver, first.order_id)
+    await driver.decide(first.order_id, approved=True)
+    await driver.until_stage(first.order_id, Stage.COMPLETED)
     archived = {d.key: d.ref for d in (await driver.state(first.order_id)).documents}
 
     reuse = first.model_copy(
