@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install test lint fmt run demo clean
+.PHONY: install test lint fmt run demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,18 @@ $(CHROMIUM):
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The whole local stack (Temporal dev server, simulators, worker, API) and a demo order; Ctrl-C stops it all.
+run: $(STAMP)
+	$(BIN)/icpflow dev up
+
+# The same, exiting 0 once the demo order is approved (non-zero on failure); CI runs it.
+demo: $(STAMP)
+	$(BIN)/icpflow dev up --exit-after-demo
+
+# Benchmarks against a no-op baseline on the same server; results in bench/results/ (bench/README.md).
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

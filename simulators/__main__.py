@@ -62,6 +62,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "window (so the regulator never expires a code the workflow still waits for)",
     )
     parser.add_argument("--seed", type=int, default=None, help="make codes and verdicts reproducible")
+    parser.add_argument(
+        "--mail-view-port", type=int, default=MAIL_VIEW_PORT, help="port of the mail view; default %(default)s"
+    )
     return parser.parse_args(argv)
 
 
@@ -113,8 +116,8 @@ def _services(settings: Settings, args: argparse.Namespace) -> list[_Service]:
         ),
         _Service(
             "mail view",
-            MAIL_VIEW_PORT,
-            lambda: smtp.start_view(host, MAIL_VIEW_PORT),
+            args.mail_view_port,
+            lambda: smtp.start_view(host, args.mail_view_port),
             smtp.stop,
             lambda: f"{smtp.view_url}/sim/mail",
         ),
