@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 CHROMIUM := /usr/bin/chromium
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 
 .PHONY: install test lint fmt run demo bench clean
 
@@ -20,12 +21,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 # The dashboard test drives Debian's headless Chromium (never a downloaded browser).
-$(CHROMIUM):
-	@command -v apt-get >/dev/null || { echo "the dashboard test needs Chromium at $(CHROMIUM) (Debian: apt-get install chromium)"; exit 1; }
+# Chinese fonts, so the dashboard's screenshots show 粤ICP备… rather than boxes.
+$(CHROMIUM) $(CJK_FONT):
+	@command -v apt-get >/dev/null || { echo "the dashboard test needs Chromium at $(CHROMIUM) and CJK fonts (Debian: apt-get install chromium fonts-noto-cjk)"; exit 1; }
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-noto-cjk >/dev/null
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(CJK_FONT)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # The whole local stack (Temporal dev server, simulators, worker, API) and a demo order; Ctrl-C stops it all.
