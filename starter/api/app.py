@@ -17,6 +17,7 @@ from starter.api.auth import TokenTable
 from starter.api.config import ApiSettings, api_settings
 from starter.api.context import ApiContext
 from starter.api.errors import install as install_error_handlers
+from starter.api.limits import BodySizeLimit
 from starter.client import OrderClient, connect
 from starter.tracing import instrument_api
 from store import db
@@ -92,7 +93,11 @@ def create_app(
     from starter import dashboard  # the dashboard renders through this app's context and auth
 
     app.include_router(dashboard.router)
-    app.add_middleware(documents.UploadSizeLimit, max_bytes=config.api_max_upload_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_upload_bytes=config.api_max_upload_bytes,
+        max_request_bytes=config.api_max_request_bytes,
+    )
     app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
     instrument_api(app, config)
     # Only the codec server is meant for browsers on other origins (the Temporal Web UI).

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from fastapi import APIRouter, Depends, Request
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payloads
 
 from starter.api.auth import require
 from starter.api.config import Role
-from starter.api.context import ApiContext
-from starter.api.errors import ApiError
+from starter.api.context import get_context
+from starter.api.errors import ApiError, error_responses
 from starter.codec import CodecKeyError, EncryptionCodec, codec_from_settings
 
 router = APIRouter(prefix="/codec", tags=["operations"])
@@ -27,30 +29,68 @@ router = APIRouter(prefix="/codec", tags=["operations"])
 def _codec(request: Request) -> EncryptionCodec:
     codec: EncryptionCodec | None = getattr(request.app.state, "codec", None)
     if codec is None:
-        ctx: ApiContext = request.app.state.ctx
-        codec = codec_from_settings(ctx.settings)
+        codec = codec_from_settings(get_context(request).settings)
         request.app.state.codec = codec
     return codec
 
 
+# Temporal's remote codec protocol: the protobuf JSON form of Payloads, bytes in base64 (an empty list may be left
+# out, as protobuf's JSON form leaves out every empty field).
+PAYLOADS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "payloads": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "metadata": {"type": "object", "additionalProperties": {"type": "string", "format": "byte"}},
+                    "data": {"type": "string", "format": "byte"},
+                },
+            },
+        }
+    },
+}
+PAYLOADS_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": PAYLOADS_SCHEMA}}}}
+
+
 async def _payloads(request: Request) -> Payloads:
     try:
-        return json_format.ParseDict(await request.json(), Payloads())
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ValueError(f"the body is a JSON {type(body).__name__}, not an object")
+        return json_format.ParseDict(body, Payloads())
     except (ValueError, json_format.ParseError) as err:
         raise ApiError(400, "bad_payloads", f'expected {{"payloads": [...]}} as Temporal sends it: {err}') from None
 
 
-@router.post("/decode", dependencies=[Depends(require(Role.SUPPORT))])
+@router.post(
+    "/decode",
+    dependencies=[Depends(require(Role.SUPPORT))],
+    openapi_extra=PAYLOADS_BODY,
+    responses=error_responses(400, 401, 403, 413, 422),
+)
 async def decode(request: Request) -> dict[str, Any]:
     payloads = await _payloads(request)
     try:
         decoded = await _codec(request).decode(list(payloads.payloads))
     except CodecKeyError as err:
         raise ApiError(422, "unknown_codec_key", str(err)) from None
+    except (InvalidTag, ValueError, DecodeError):
+        # Not sealed by us with the key it names: altered, truncated (a nonce too short is a ValueError) or forged,
+        # or a key id that is not even text. Nothing of it can be shown.
+        raise ApiError(
+            422, "undecodable_payload", "a payload could not be decrypted: it was altered or not encrypted by icpflow"
+        ) from None
     return json_format.MessageToDict(Payloads(payloads=decoded))
 
 
-@router.post("/encode", dependencies=[Depends(require(Role.SUPPORT))])
+@router.post(
+    "/encode",
+    dependencies=[Depends(require(Role.SUPPORT))],
+    openapi_extra=PAYLOADS_BODY,
+    responses=error_responses(400, 401, 403, 413),
+)
 async def encode(request: Request) -> dict[str, Any]:
     payloads = await _payloads(request)
     encoded = await _codec(request).encode(list(payloads.payloads))

@@ -56,6 +56,9 @@ class ApiSettings(Settings):
         default=None, description="name -> {role, sha256}; None means the development tokens (local runs only)"
     )
     api_max_upload_bytes: int = Field(default=5 * MIB, ge=1)
+    api_max_request_bytes: int = Field(
+        default=1 * MIB, ge=1, description="largest body of any other request (an order, an action); uploads excepted"
+    )
     api_action_timeout_seconds: float = Field(default=30.0, gt=0, description="longest wait for an order's answer")
     api_dashboard_refresh_seconds: int = Field(default=15, ge=1, le=3600)
     # Origins allowed to call the codec server from a browser (the Temporal Web UI).

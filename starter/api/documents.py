@@ -2,7 +2,7 @@
 
 The content goes to the document store (owned by the order's filing entity, so the authenticity check can refuse a
 document another entity already submitted); the workflow gets only a reference. Limits, checked before anything is
-stored: the size (413; a body far beyond it is refused before it is read, see :class:`UploadSizeLimit`), the type
+stored: the size (413; a body far beyond it is refused before it is read, see :mod:`starter.api.limits`), the type
 (415: JPEG, PNG or PDF, declared AND recognised from the first bytes) and the file name (reduced to a plain base
 name; any path, control character or excess length is dropped).
 """
@@ -10,19 +10,16 @@ name; any path, control character or excess length is dropped).
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import unicodedata
 from typing import Annotated
 
 from fastapi import APIRouter, Form, UploadFile
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.messages import ActionResult
 from models.order import entity_filing_number
-from starter.api.errors import ApiError, ErrorBody, error_responses
+from starter.api.errors import ApiError, error_responses
 from starter.api.order_view import load_order
-from starter.api.orders import ACTION_ERRORS, Backend, Context, OrderId
+from starter.api.orders import BODY_ACTION_ERRORS, Backend, Context, OrderId
 from store.documents import MAX_FILENAME_BYTES, check_filename
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
@@ -33,9 +30,6 @@ ACCEPTED_TYPES: dict[str, tuple[bytes, str]] = {
     "image/png": (b"\x89PNG\r\n\x1a\n", ".png"),
     "application/pdf": (b"%PDF-", ".pdf"),
 }
-# Room for the multipart framing and the key field around the file itself.
-MULTIPART_OVERHEAD = 64 * 1024
-UPLOAD_PATH = re.compile(r"^/v1/orders/[^/]+/documents/?$")
 
 
 def too_large(limit: int) -> ApiError:
@@ -67,7 +61,7 @@ def safe_filename(raw: str | None, content_type: str) -> str:
     "/{order_id}/documents",
     response_model=ActionResult,
     summary="Upload a document",
-    responses=ACTION_ERRORS | error_responses(413, 415),
+    responses=BODY_ACTION_ERRORS | error_responses(415),
 )
 async def upload_document(
     order_id: OrderId,
@@ -105,66 +99,3 @@ async def upload_document(
     owner = entity_filing_number(order.filing_number)
     ref = await asyncio.to_thread(ctx.documents.put, data, content_type, filename, owner)
     return await ctx.act(ctx.orders.upload_document(order_id, key, ref))
-
-
-class UploadSizeLimit:
-    """Refuses an upload whose body is far beyond the limit before it is read or spooled to disk: at once when
-    Content-Length says so, else as soon as the bytes received pass it. The answer is the API's JSON 413."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.limit = max_bytes + MULTIPART_OVERHEAD
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not UPLOAD_PATH.match(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
-            return
-        received = 0
-        exceeded = False
-        responded = False
-
-        async def limited_receive() -> Message:
-            nonlocal received, exceeded
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    exceeded = True
-                    raise _BodyTooLarge
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal responded
-            if exceeded:
-                return  # whatever the app says about the broken body, the answer is 413
-            responded = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except Exception:
-            if not exceeded:
-                raise
-        if exceeded and not responded:
-            await self._refuse(send)
-
-    async def _refuse(self, send: Send) -> None:
-        err = too_large(self.max_bytes)
-        body = json.dumps(ErrorBody(code=err.code, message=err.message, details=err.details).model_dump()).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
-class _BodyTooLarge(Exception):
-    pass

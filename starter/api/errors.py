@@ -92,6 +92,9 @@ def from_pydantic(errors: Sequence[Any]) -> list[FieldError]:
         # body/query/path/header/cookie: where it came from; the rest is the field.
         inside = loc[1:] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else loc
         message = str(err.get("msg", "invalid"))
+        if unreadable := _unreadable_body(err):
+            inside = []  # the body as a whole: a JSON decode error's loc ends with a character position, not a field
+            message = unreadable
         rule = _RULE_IN_MESSAGE.search(message)
         found.append(
             FieldError(
@@ -105,9 +108,22 @@ def from_pydantic(errors: Sequence[Any]) -> list[FieldError]:
     return found
 
 
+def _unreadable_body(err: Any) -> str:
+    """Why the body as a whole could not be read as JSON, or "" when it could."""
+    loc = tuple(err.get("loc", ()))
+    if err.get("type") == "json_invalid":
+        where = f" (at character {loc[1]})" if len(loc) > 1 else ""
+        return f"the body is not valid JSON: {(err.get('ctx') or {}).get('error', 'decode error')}{where}"
+    if loc == ("body",) and isinstance(err.get("input"), bytes):
+        return "the body was not read as JSON: its Content-Type is not application/json"
+    return ""
+
+
 def _fix(err: Any) -> str:
     kind = err.get("type", "")
     ctx = err.get("ctx") or {}
+    if _unreadable_body(err):
+        return "send one JSON object, with the header Content-Type: application/json"
     if kind == "missing":
         return "add this field"
     if kind == "extra_forbidden":
@@ -122,14 +138,16 @@ def _fix(err: Any) -> str:
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the error codes an endpoint may answer."""
     descriptions = {
+        400: "the body could not be read: not UTF-8, or a broken multipart form",
         401: "no bearer token, or an unknown one",
         403: "the token's role may not do this",
         404: "no such order",
         409: "refused: see the error's code",
-        413: "the file is too large",
+        413: "the request body (or the uploaded file) is too large",
         415: "the file's type is not accepted",
         422: "invalid request: every invalid field with its rule id",
-        503: "a dependency (Temporal, the database) is unreachable",
+        503: "a dependency (Temporal, the database, a worker) is unreachable",
+        504: "the order did not answer in time; the action may still be applied",
     }
     return {code: {"model": ErrorBody, "description": descriptions[code]} for code in codes}
 

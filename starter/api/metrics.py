@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -82,7 +83,7 @@ class MetricsMiddleware:
             self.metrics.latency.labels(method=method, route=template).observe(time.perf_counter() - started)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> Any:
     api_metrics: ApiMetrics = request.app.state.metrics
     ctx: ApiContext | None = getattr(request.app.state, "ctx", None)

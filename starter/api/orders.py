@@ -91,7 +91,7 @@ async def _running_order_id(ctx: ApiContext, order: PlaceOrder) -> str | None:
     status_code=201,
     response_model=OrderDetail,
     summary="Place an order",
-    responses=error_responses(401, 403, 409, 422)
+    responses=error_responses(400, 401, 403, 409, 413, 422, 503)
     | {200: {"model": OrderDetail, "description": "the order was placed before: the same order"}},
 )
 async def place_order(order: PlaceOrder, response: Response, ctx: Context, caller: Backend) -> OrderDetail:
@@ -126,7 +126,7 @@ def place_order_422(request: Any, body: Any) -> list[Any]:
 
 
 @router.get(
-    "/{order_id}", response_model=OrderDetail, summary="One order", responses=error_responses(401, 403, 404, 422)
+    "/{order_id}", response_model=OrderDetail, summary="One order", responses=error_responses(401, 403, 404, 422, 503)
 )
 async def get_order(order_id: OrderId, ctx: Context, caller: Reader) -> OrderDetail:
     """The order's live state (stage, waiting on whom, pending actions, deadlines, documents, timeline); an order
@@ -200,7 +200,9 @@ class ResubmitRequest(Frozen):
     note: str = Field(default="", max_length=500)
 
 
-ACTION_ERRORS = error_responses(401, 403, 404, 409, 422)
+ACTION_ERRORS = error_responses(401, 403, 404, 409, 422, 503, 504)
+# An action with a body may also find it unreadable or too large.
+BODY_ACTION_ERRORS = ACTION_ERRORS | error_responses(400, 413)
 
 
 @router.post("/{order_id}/confirmation", response_model=ActionResult, responses=ACTION_ERRORS)
@@ -209,16 +211,23 @@ async def confirm(order_id: OrderId, ctx: Context, caller: Backend) -> ActionRes
     return await ctx.act(ctx.orders.confirm(order_id))
 
 
-@router.post("/{order_id}/sms-verification", response_model=ActionResult, responses=ACTION_ERRORS)
+@router.post("/{order_id}/sms-verification", response_model=ActionResult, responses=BODY_ACTION_ERRORS)
 async def sms_verification(
     order_id: OrderId, event: SmsVerificationEvent, ctx: Context, caller: Backend
 ) -> ActionResult:
     """The applicant's code (checked with the administration at once; ``attempts_left`` after a wrong one), a
     resend request, or the administration's own report (verified, returned, expired)."""
+    if event.code is not None and not event.code.isascii():
+        # The code's pattern takes any script's digits; the administration compares 0-9, so a code typed with an
+        # input method's full-width digits would only use up one of the applicant's five tries.
+        fix = "type the code with the digits 0-9 (an input method may have typed full-width digits)"
+        raise invalid_request(
+            [FieldError(field="code", loc=["body", "code"], message=f"{event.code!r} is not 6 digits 0-9", fix=fix)]
+        )
     return await ctx.act(ctx.orders.sms_verification(order_id, event))
 
 
-@router.post("/{order_id}/resubmission", response_model=ActionResult, responses=ACTION_ERRORS)
+@router.post("/{order_id}/resubmission", response_model=ActionResult, responses=BODY_ACTION_ERRORS)
 async def resubmit(
     order_id: OrderId, ctx: Context, caller: Backend, request: ResubmitRequest | None = None
 ) -> ActionResult:
@@ -226,26 +235,26 @@ async def resubmit(
     return await ctx.act(ctx.orders.resubmit(order_id, Resubmit(note=request.note if request else "")))
 
 
-@router.post("/{order_id}/initial-review", response_model=ActionResult, responses=ACTION_ERRORS)
+@router.post("/{order_id}/initial-review", response_model=ActionResult, responses=BODY_ACTION_ERRORS)
 async def initial_review(order_id: OrderId, review: ReviewRequest, ctx: Context, caller: Support) -> ActionResult:
     """Record the provider's initial review; a rejection returns the order to the applicant with the reasons."""
     decision = InitialReviewDecision(reviewer=caller.name, approved=review.approved, reasons=review.reasons)
     return await ctx.act(ctx.orders.record_initial_review(order_id, decision))
 
 
-@router.post("/{order_id}/abandon", response_model=ActionResult, responses=ACTION_ERRORS)
+@router.post("/{order_id}/abandon", response_model=ActionResult, responses=BODY_ACTION_ERRORS)
 async def abandon(order_id: OrderId, request: SupportRequest, ctx: Context, caller: Support) -> ActionResult:
     """Throw the pending order away (never the filing on record); refused while the administration has it."""
     return await ctx.act(ctx.orders.abandon(order_id, SupportAction(actor=caller.name, reason=request.reason)))
 
 
-@router.post("/{order_id}/resume", response_model=ActionResult, responses=ACTION_ERRORS)
+@router.post("/{order_id}/resume", response_model=ActionResult, responses=BODY_ACTION_ERRORS)
 async def resume(order_id: OrderId, request: SupportRequest, ctx: Context, caller: Support) -> ActionResult:
     """Restart a paused order where it stopped."""
     return await ctx.act(ctx.orders.resume(order_id, SupportAction(actor=caller.name, reason=request.reason)))
 
 
-@router.post("/{order_id}/extend", response_model=ActionResult, responses=ACTION_ERRORS)
+@router.post("/{order_id}/extend", response_model=ActionResult, responses=BODY_ACTION_ERRORS)
 async def extend(order_id: OrderId, request: ExtendRequest, ctx: Context, caller: Support) -> ActionResult:
     """Give the applicant more days to collect, confirm or correct (R-ID-1: a lost ID card must be replaced)."""
     grant = ExtendCollection(actor=caller.name, reason=request.reason, days=request.days)
