@@ -187,7 +187,8 @@ def check_id_number(id_type: IdType, value: str, field: str, *, today: date | No
 # ---------------------------------------------------------------------------------------------- mainland mobiles
 
 _SEPARATORS = re.compile(r"[\s\-()]")
-_MOBILE_RE = re.compile(r"^(?:\+86)?(1[3-9]\d{9})$")
+# [0-9], not \d: \d also matches full-width and other scripts' digits (１３８…), which must be refused.
+_MOBILE_RE = re.compile(r"^(?:\+86)?(1[3-9][0-9]{9})$")
 
 
 def normalise_mobile(value: str) -> str | None:

@@ -54,7 +54,7 @@ class SmsEventKind(StrEnum):
 
 class SmsVerificationEvent(Frozen):
     event: SmsEventKind
-    code: str | None = Field(default=None, pattern=r"^\d{6}$")
+    code: str | None = Field(default=None, pattern=r"^[0-9]{6}$")  # ASCII digits only: ６ is not 6
     actor: str = "applicant"
 
 

@@ -112,8 +112,8 @@ PROVINCE_ABBREVIATIONS: dict[Province, str] = dict(
 
 _ABBRS = "".join(PROVINCE_ABBREVIATIONS.values())
 FILING_NUMBER_RE = re.compile(
-    rf"^(?P<abbr>[{_ABBRS}])ICP备(?P<serial>\d{{8}}|\d{{10}})号(?:-(?P<n>[1-9]\d*)(?P<app>A)?)?$"
-)
+    rf"^(?P<abbr>[{_ABBRS}])ICP备(?P<serial>[0-9]{{8}}|[0-9]{{10}})号(?:-(?P<n>[1-9][0-9]*)(?P<app>A)?)?$"
+)  # [0-9], not \d: full-width digits would name the same filing under another workflow id (R-LOCK-1)
 
 
 class FilingNumber(str):
