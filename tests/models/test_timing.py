@@ -15,7 +15,7 @@ from models.timing import TimingPolicy
 
 @pytest.mark.parametrize("value", [timedelta(seconds=-5), timedelta(0), timedelta(days=99_999_999)])
 def test_a_duration_must_be_positive_and_at_most_a_year(value: timedelta) -> None:
-    with pytest.raises(ValidationError, match="timing.sms_window"):
+    with pytest.raises(ValidationError, match=r"timing\.sms_window"):
         TimingPolicy(sms_window=value)
 
 
