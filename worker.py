@@ -27,7 +27,7 @@ from activities.records import RecordActivities
 from activities.regulator import RegulatorActivities
 from activities.validation import ValidationActivities
 from activities.validation.rdap import RdapClient
-from models.settings import Settings, get_settings
+from models.settings import ConfigError, Settings, get_settings
 from starter.client import connect
 from starter.logs import configure_logging, order_context
 from store import db
@@ -134,7 +134,10 @@ async def run(settings: Settings | None = None) -> None:
 
 
 def main() -> None:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ConfigError as err:
+        raise SystemExit(f"icpflow worker: {err}") from None
     configure_logging(settings.log_format, settings.log_level)
     asyncio.run(run(settings))
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from typing import TypeVar
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,6 +59,51 @@ class Settings(BaseSettings):
     http_timeout_seconds: float = 10.0
 
 
+S = TypeVar("S", bound=BaseSettings)
+
+
+class ConfigError(ValueError):
+    """The environment's configuration is invalid; the message names each variable and what is expected."""
+
+
+def load(cls: type[S]) -> S:
+    """``cls()`` from the environment, with errors that name the ``ICPFLOW_*`` variable, not the Python field."""
+    try:
+        return cls()
+    except ValidationError as err:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        lines = []
+        for e in err.errors():
+            field = str(e["loc"][0]) if e["loc"] else "?"
+            got = e.get("input")
+            shown = "(secret)" if "token" in field or "key" in field or "password" in field else repr(got)
+            lines.append(f"{prefix}{field.upper()}: {e['msg']} (got {shown})")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load(Settings)
+
+
+def masked(settings: BaseSettings) -> dict[str, str]:
+    """The effective configuration as ``ICPFLOW_*`` variables, secrets and passwords in URLs masked."""
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    shown: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            text = "********" if value.get_secret_value() else ""
+        elif value is None:
+            text = ""
+        elif isinstance(value, BaseModel | dict | list):
+            text = "********" if "token" in name else str(value)
+        else:
+            text = str(value)
+        if "://" in text and "@" in text:
+            scheme, rest = text.split("://", 1)
+            credentials, host = rest.rsplit("@", 1)
+            user = credentials.split(":", 1)[0]
+            text = f"{scheme}://{user}:********@{host}" if ":" in credentials else text
+        shown[f"{prefix}{name.upper()}"] = text
+    return shown

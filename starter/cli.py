@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import logging
 import os
 import socket
@@ -69,7 +70,9 @@ orders_app = typer.Typer(help="Support staff: find, read and steer orders.", no_
 db_app = typer.Typer(help="The app database (the read model, audit trail, outbox).", no_args_is_help=True)
 dev_app = typer.Typer(help="The local development stack.", no_args_is_help=True)
 calendar_app = typer.Typer(help="China's business-day calendar data.", no_args_is_help=True)
+config_app = typer.Typer(help="The effective configuration.", no_args_is_help=True)
 app.add_typer(orders_app, name="orders")
+app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(dev_app, name="dev")
 app.add_typer(calendar_app, name="calendar")
@@ -95,6 +98,9 @@ class Unreachable(CliError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, EXIT_UNREACHABLE, "unreachable")
+
+
+EXIT_CONFIG = 2  # invalid configuration, like an unreachable service: nothing was done
 
 
 def fail(message: str, exit_code: int = EXIT_REFUSED) -> NoReturn:
@@ -932,6 +938,29 @@ def calendar_years(
         schedule = calendar.schedule(year)
         published = schedule.published.isoformat() if schedule and schedule.published else "unknown"
         console.print(f"{year}  published {published:<10}  {schedule.source if schedule else ''}")
+
+
+@config_app.command("show")
+def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of a table.")] = False,
+) -> None:
+    """Every ICPFLOW_* setting as this process sees it (environment and defaults), secrets masked."""
+    from models.settings import ConfigError, load, masked
+    from starter.api.config import ApiSettings
+
+    try:
+        shown = masked(load(ApiSettings))
+    except ConfigError as e:
+        fail(str(e), EXIT_CONFIG)
+    if as_json:
+        typer.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+        return
+    table = Table(title="icpflow configuration", title_justify="left")
+    table.add_column("variable", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for name, value in shown.items():
+        table.add_row(name, value)
+    console.print(table)
 
 
 def main() -> None:
