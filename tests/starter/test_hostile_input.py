@@ -90,7 +90,10 @@ async def nothing_started(orders: OrderClient, body: dict[str, Any]) -> None:
         assert orders.read_model is not None
         async with orders.read_model() as session:
             assert await queries.get_order(session, order_id) is None
-    workflow_id = workflow_id_for(filing_key(body["filing_number"]))
+    try:
+        workflow_id = workflow_id_for(filing_key(body["filing_number"]))
+    except ValueError:
+        return  # not a filing number at all: no workflow id can be made from it, so none was started
     with pytest.raises(RPCError) as missing:
         await orders.client.get_workflow_handle(workflow_id).describe()
     assert missing.value.status is RPCStatusCode.NOT_FOUND
@@ -506,7 +509,7 @@ async def test_a_filing_number_in_full_width_digits_is_refused_it_would_escape_r
     errors = field_errors(await http.post("/v1/orders", json=second, headers=BACKEND))
     assert {"filing_number", "record.entity_filing_number", "record.services[0].filing_number"} <= set(errors)
     assert all(e["rule_id"] == "R-FMT-1" for e in errors.values())
-    assert "0-9" in errors["filing_number"]["fix"]
+    assert "digits" in errors["filing_number"]["fix"]  # the format and the ASCII digits it takes
     await nothing_started(orders, second)
     await abandon_quietly(orders, first["order_id"])
 
