@@ -10,8 +10,9 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -125,7 +126,7 @@ async def until_quiet(driver: Driver, order_id: str) -> None:
     raise AssertionError("the order never went quiet")
 
 
-async def retry_while_workers_down(action):  # type: ignore[no-untyped-def]
+async def retry_while_workers_down(action: Callable[[], Awaitable[Any]]) -> Any:
     for _ in range(300):
         try:
             return await action()

@@ -54,7 +54,7 @@ def test_bad_key_configuration_names_the_variable() -> None:
     with pytest.raises(CodecKeyError, match="32 bytes"):
         EncryptionCodec({"short": b"x" * 16}, "short")
     with pytest.raises(CodecKeyError, match="ICPFLOW_CODEC_ACTIVE_KEY"):
-        codec_from_settings(Settings(codec_keys=json.dumps({"a": new_key(), "b": new_key()})))  # type: ignore[arg-type]
+        codec_from_settings(Settings(codec_keys=json.dumps({"a": new_key(), "b": new_key()})))
 
 
 def test_local_key_file_is_created_private_and_reused(tmp_path: Path) -> None:
