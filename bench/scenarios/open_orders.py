@@ -1,0 +1,161 @@
+"""open_orders: many open orders on one dev server — what the server and the worker hold, and how long a support
+action on one of them takes.
+
+Orders are placed and left waiting for the applicant's documents (document collection: the stage most open orders
+are in, and one support may still abandon — from submission on an order is locked). The worker runs as a
+subprocess with the SDK's default workflow cache, as in production, so past 1,000 open orders most are evicted.
+Then support abandons some of them through ``OrderClient.abandon`` (the facade: read-model look-up, describe,
+update) — a recently parked order (cached) and one of the first (evicted: the worker replays its history first).
+
+The target is 20,000 open orders; placing them takes as long as the machine needs, so the scenario stops placing
+at its time budget and reports how many it reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from typing import Any
+
+from temporalio.client import WorkflowHandle
+
+from bench.driver import PARKED_SMS_WINDOW, PipelineDriver, park, parking_timing
+from bench.rig import DevServer, Outside, WorkerProcess, bench_settings, read_model
+from bench.scenarios import Context, Row, Scenario
+from models.messages import SupportAction
+from models.order import PlaceOrder
+from models.stages import Stage
+from starter.client import OrderClient
+from store import db
+
+SETTLE_S = 3.0
+
+
+async def run(ctx: Context) -> dict[str, Any]:
+    target = (ctx.options.get("orders") or [5 if ctx.tiny else 20_000])[-1]
+    budget: float = ctx.options.get("budget_s") or (60.0 if ctx.tiny else 180.0)
+    concurrency = 2 if ctx.tiny else 32
+    samples = 1 if ctx.tiny else 5
+    timing = parking_timing()
+    outside = await Outside.start(sms_window=PARKED_SMS_WINDOW)
+    try:
+        async with read_model(ctx.read_model, ctx.work_dir) as (model_kind, url):
+            server = DevServer(ctx.work_dir)
+            settings = bench_settings(ctx.work_dir, outside, server.address, url)
+            client = await server.start(settings)
+            worker = WorkerProcess(settings, ctx.work_dir, baseline=False, workflow_runner=ctx.runner)
+            engine = db.create_engine(url)
+            try:
+                await worker.start()
+                driver = PipelineDriver(client, settings, outside, timing)
+
+                async def place_one() -> tuple[PlaceOrder, WorkflowHandle[Any, Any]]:
+                    order = driver.new_order()
+                    return order, await driver.to_document_collection(order, poll=0.25)
+
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                ctx.log(f"open_orders: placing up to {target} orders (budget {budget:.0f} s, {concurrency} at once)")
+                parked = await park(place_one, target, concurrency=concurrency, deadline=t0 + budget)
+                placing_s = loop.time() - t0
+                ctx.log(f"open_orders: {len(parked)} open orders in {placing_s:.0f} s")
+                await asyncio.sleep(SETTLE_S)
+                gc = await worker.collect_garbage()
+                server_rss = server.rss_kib()
+                db_bytes = sum(p.stat().st_size for p in ctx.work_dir.glob("temporal.db*"))
+                orders = OrderClient(client, task_queue=settings.task_queue, read_model=db.session_factory(engine))
+                n = len(parked)
+                recent = [o for o, _ in parked[-samples:]]
+                oldest = [o for o, _ in parked[: min(samples, max(n - samples, 0))]]
+                cached_ms = await _abandon_each(orders, recent)
+                evicted_ms = await _abandon_each(orders, oldest) if n > 1000 + samples else []
+                state_ms = await _state_each(orders, [o for o, _ in parked[samples : samples * 2]])
+            finally:
+                await worker.stop()
+                await server.stop()
+                await engine.dispose()
+            server_info = server.describe()
+    finally:
+        await outside.stop()
+    scaled = len(parked) < target
+    return {
+        "open_orders": len(parked),
+        "target": target,
+        "scaled": scaled,
+        "notes": [f"scaled down: {len(parked)} of {target} orders placed within the {budget:.0f} s budget"]
+        if scaled
+        else [],
+        "placing_s": round(placing_s, 1),
+        "placing_rate_per_s": round(len(parked) / placing_s, 2) if placing_s else None,
+        "worker_rss_kib": gc["rss_after_kib"],
+        "server_rss_kib": server_rss,
+        "server_db_bytes": db_bytes,
+        "abandon_ms": {
+            "cached": cached_ms,
+            "evicted": evicted_ms,
+            "cached_p50": _p50(cached_ms),
+            "evicted_p50": _p50(evicted_ms),
+        },
+        "state_query_ms_p50": _p50(state_ms),
+        "setup": {
+            "parked_at": "document_collection",
+            "worker": "subprocess, SDK default workflow cache (1,000)",
+            "support_action": "OrderClient.abandon (read-model look-up + describe + update abandon_order)",
+            "timing": "TimingPolicy.compressed() with reminders, idle limits and the SMS window set to days",
+            "read_model": model_kind,
+            "place_concurrency": concurrency,
+            "server": server_info,
+        },
+    }
+
+
+async def _abandon_each(orders: OrderClient, placed: list[PlaceOrder]) -> list[float]:
+    times = []
+    for order in placed:
+        t = time.perf_counter()
+        result = await orders.abandon(order.order_id, SupportAction(actor="bench-support", reason="bench: withdrawn"))
+        times.append(round((time.perf_counter() - t) * 1000, 1))
+        assert result.stage is Stage.ABANDONED, result
+    return times
+
+
+async def _state_each(orders: OrderClient, placed: list[PlaceOrder]) -> list[float]:
+    times = []
+    for order in placed:
+        t = time.perf_counter()
+        await orders.state(order.order_id)
+        times.append(round((time.perf_counter() - t) * 1000, 1))
+    return times
+
+
+def _p50(values: list[float]) -> float | None:
+    return round(statistics.median(values), 1) if values else None
+
+
+def rows(result: dict[str, Any]) -> list[Row]:
+    a = result["abandon_ms"]
+    return [
+        (
+            "open orders on one dev server",
+            f"{result['open_orders']:,}",
+            f"target {result['target']:,}" + (" (scaled down: time budget)" if result["scaled"] else ""),
+        ),
+        ("server RSS | DB size", f"{result['server_rss_kib'] // 1024} MiB | {result['server_db_bytes'] >> 20} MiB", ""),
+        ("worker RSS (default cache)", f"{result['worker_rss_kib'] // 1024} MiB", ""),
+        (
+            "abandon via OrderClient, p50",
+            f"{a['cached_p50']} ms",
+            f"cached order; evicted: {a['evicted_p50']} ms" if a["evicted"] else "cached order",
+        ),
+        ("state via OrderClient, p50", f"{result['state_query_ms_p50']} ms", ""),
+    ]
+
+
+SCENARIO = Scenario(
+    name="open_orders",
+    summary="open orders parked on one dev server: server and worker RSS, time of a support action",
+    run=run,
+    rows=rows,
+    result_keys=("open_orders", "target", "worker_rss_kib", "server_rss_kib", "abandon_ms"),
+)
