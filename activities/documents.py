@@ -298,12 +298,15 @@ def is_colour(image: Image.Image) -> bool:
     # Clamped so a nearly empty channel (a very dark or saturated picture) does not turn noise into colour.
     gains = [min(2.0, max(0.5, grey / m)) if m > 0 else 1.0 for m in means]
     kr, kg, kb = gains
+    needed = COLOUR_MIN_FRACTION * n
     coloured = 0
     for r, g, b in zip(*channels, strict=True):
         r_, g_, b_ = r * kr, g * kg, b * kb
         if max(r_, g_, b_) - min(r_, g_, b_) >= COLOUR_MIN_SPREAD:
             coloured += 1
-    return coloured >= COLOUR_MIN_FRACTION * n
+            if coloured >= needed:  # enough colour seen: the rest of the loop would only hold the GIL (bench profile)
+                return True
+    return False
 
 
 def _media_type(content_type: str) -> str:

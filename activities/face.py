@@ -11,6 +11,7 @@ fix. A "no match" is not an error: it is a :class:`FaceResult` with ``match=Fals
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -54,13 +55,25 @@ class HttpFaceVerifier:
         self.base_url = base_url.rstrip("/")
         self._timeout = timeout
         self._transport = transport
+        # One pooled client per event loop: a new client per call built a TLS context each time (bench profile).
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop or self._client.is_closed:
+            self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self._timeout, transport=self._transport)
+            self._loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     async def verify(self, image: bytes, name: str, id_number: str) -> FaceResult:
         body = {"image": base64.b64encode(image).decode("ascii"), "name": name, "id_number": id_number}
-        async with httpx.AsyncClient(
-            base_url=self.base_url, timeout=self._timeout, transport=self._transport
-        ) as client:
-            response = await client.post(COMPARE_PATH, json=body)
+        response = await self._http().post(COMPARE_PATH, json=body)
         if 400 <= response.status_code < 500:
             raise FaceVendorRequestError(
                 f"face vendor refused the request (HTTP {response.status_code}): {_error_text(response)}"

@@ -209,15 +209,18 @@ def chart(result: dict[str, Any], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    top = max(f["events"] for f in result["by_review_days"] + result["by_resubmissions"]) * 1.15
     days = [f["review_business_days"] for f in result["by_review_days"]]
     left.plot(days, [f["events"] for f in result["by_review_days"]], marker="o")
     left.set_xlabel("administration review (business days)")
     left.set_ylabel("history events per order")
-    left.set_ylim(bottom=0)
+    left.set_ylim(0, top)
     left.set_title("flat in review length")
     resub = [f["resubmissions"] for f in result["by_resubmissions"]]
-    right.bar([str(r) for r in resub], [f["events"] for f in result["by_resubmissions"]])
+    bars = right.bar([str(r) for r in resub], [f["events"] for f in result["by_resubmissions"]])
+    right.bar_label(bars)
+    right.set_ylim(0, top)
     right.set_xlabel("automatic resubmissions (SMS expired)")
     right.set_title("one step per resubmission")
     fig.tight_layout()
