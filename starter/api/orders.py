@@ -8,10 +8,11 @@ locked, not paused, …) answers 409 ``action_refused`` with the workflow's own 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, BeforeValidator, Field
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -36,6 +37,16 @@ from starter.api.order_view import OrderDetail, from_workflow, load_order
 from starter.api.single_flight import SingleFlight, TagMismatch
 from starter.client import workflow_id_of
 from store import queries
+
+
+def _iso_only(value: object) -> object:
+    """A bare number would be read as a Unix timestamp; the spec promises ISO 8601, so refuse it."""
+    if isinstance(value, int | float) or (isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9.]+\s*", value)):
+        raise ValueError("expected an ISO 8601 instant with a time zone, e.g. 2026-11-28T00:00:00+08:00")
+    return value
+
+
+IsoInstant = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -144,8 +155,8 @@ async def list_orders(
     kind: OrderKind | None = None,
     overdue: bool | None = None,
     filing_number: Annotated[str | None, Query(max_length=64, description="an entity's, website's or app's")] = None,
-    placed_from: Annotated[AwareDatetime | None, Query(description="inclusive, with a time zone")] = None,
-    placed_to: Annotated[AwareDatetime | None, Query(description="exclusive, with a time zone")] = None,
+    placed_from: Annotated[IsoInstant | None, Query(description="inclusive, ISO 8601 with a time zone")] = None,
+    placed_to: Annotated[IsoInstant | None, Query(description="exclusive, ISO 8601 with a time zone")] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE_SIZE)] = 50,
     cursor: Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")] = None,
 ) -> queries.OrderPage:

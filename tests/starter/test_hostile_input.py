@@ -713,3 +713,18 @@ async def test_a_forged_or_altered_payload_is_422_not_a_crash(http: httpx.AsyncC
 async def test_a_codec_body_that_is_not_a_payloads_object_is_400(http: httpx.AsyncClient, body: bytes) -> None:
     response = await http.post("/codec/decode", content=body, headers=SUPPORT | {"content-type": "application/json"})
     assert_error(response, 400, "bad_payloads")
+
+
+@pytest.mark.parametrize("value", ["21", "1732780800", "-5", "1e9"])
+async def test_a_bare_number_is_not_an_instant_in_list_filters(http: httpx.AsyncClient, value: str) -> None:
+    """Found by schemathesis: pydantic would read a number as a Unix timestamp; the spec promises ISO 8601."""
+    response = await http.get(
+        "/v1/orders", params={"placed_from": value}, headers={"Authorization": "Bearer dev-viewer"}
+    )
+    assert_error(response, 422, "invalid_request")
+    iso = await http.get(
+        "/v1/orders",
+        params={"placed_from": "2026-11-28T00:00:00+08:00"},
+        headers={"Authorization": "Bearer dev-viewer"},
+    )
+    assert iso.status_code == 200
