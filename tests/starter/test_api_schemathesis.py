@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -108,6 +109,9 @@ FUZZ_SETTINGS = settings(
         HealthCheck.large_base_example,
     ],
     print_blob=True,
+    # The same cases on every CI run, so a red build means a change broke something; set ICPFLOW_FUZZ_RANDOM=1 to
+    # explore new cases locally (what it finds becomes an explicit test in test_hostile_input.py).
+    derandomize=os.environ.get("ICPFLOW_FUZZ_RANDOM") is None,
 )
 
 
