@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ import idna
 from aiohttp import web
 
 from models.identifiers import DomainError, normalise_domain
+from simulators.server import serve
 
 RDAP_JSON = "application/rdap+json"
 CONFORMANCE = ["rdap_level_0"]
@@ -115,15 +115,7 @@ class RdapSimulator:
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        # Binding the socket ourselves is how a port-0 server learns its port through public aiohttp API.
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-        bound_host, bound_port = sock.getsockname()[:2]
-        self.url = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}"
+        self._runner, self.url = await serve(self.app(), host, port)
 
     async def stop(self) -> None:
         if self._runner is not None:
