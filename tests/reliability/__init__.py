@@ -1,0 +1,1 @@
+"""Reliability evidence: crashes, dependency faults, held load (issue 6)."""
