@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.calendar import BusinessCalendar, CalendarActivities
 from activities.documents import DocumentActivities
@@ -99,13 +100,29 @@ def _order_id_of(args: Any) -> str | None:
     return None
 
 
-def build_worker(client: Client, settings: Settings, wiring: Wiring, **options: Any) -> Worker:
+# icpflow's own workflow code is imported once per worker instead of once per workflow run: the sandbox's
+# per-run re-import of ``workflows`` was most of what a cached order cost in memory (bench/README.md, memory).
+# The package holds no module-level mutable state, and CI still replays every recorded history under the full
+# sandbox (tests/replay), which catches a forbidden call in workflow code on every path those histories take.
+PASSED_THROUGH = ("workflows", "models")
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox the worker runs orders in: the SDK's default restrictions, icpflow's packages passed through."""
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH))
+
+
+def build_worker(
+    client: Client, settings: Settings, wiring: Wiring, *, interceptors: Sequence[Interceptor] = (), **options: Any
+) -> Worker:
+    """The production worker; ``interceptors`` run inside the log-context one (tests use it to inject faults)."""
+    options.setdefault("workflow_runner", workflow_runner())
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[ModificationOrderWorkflow],
         activities=wiring.activities,
-        interceptors=[OrderLogContext()],
+        interceptors=[OrderLogContext(), *interceptors],
         **options,
     )
 

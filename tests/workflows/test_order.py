@@ -90,6 +90,7 @@ async def test_invalid_order_ends_with_every_reason_at_once(driver: Driver, stac
     rules = {v.rule_id for v in final.violations}
     assert {"R-DOM-1", "R-PROV-1"} <= rules
     assert len(final.violations) >= 3
+    await driver.until_idle(await driver.orders.handle(order.order_id))  # the notice follows the transition
     contact = order.contact_person()
     notice = [m for m in stack.smtp.messages_to(contact.email) if "invalid" in m.subject]
     assert notice and all(v.rule_id in notice[-1].body for v in final.violations)
