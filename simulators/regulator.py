@@ -16,6 +16,17 @@ Simulator control (no auth, for tests and demos):
 - ``POST /sim/submissions/{id}/decide`` {decision: approved|rejected, reasons: [...]}.
 - ``POST /sim/submissions/{id}/expire`` — the SMS window is over now.
 
+Faults, for reliability tests (set from Python; ``clear_faults`` lifts them all). Each applies to the provider
+API (``/v1/…``, after the API key is checked), optionally to one HTTP method only:
+- ``fail_next(n, status=503)`` — the next ``n`` requests get ``status`` with an error body; nothing happens;
+- ``hang_next(n)`` — the next ``n`` requests are read and never answered (until ``clear_faults`` or ``stop``);
+  nothing happens;
+- ``malformed_next(n)`` — the next ``n`` requests are carried out as usual, but the answer's JSON body is cut in
+  half (what a proxy truncating the response does): the provider cannot read what happened.
+
+The administration calls nothing back: verdicts are read by polling ``GET /v1/submissions/{id}``, and its reports
+on the SMS verification reach icpflow through the provider's own API.
+
 Time is wall-clock; the SMS window and review delay are evaluated when a submission is read, so no background
 task exists and ``decided_at`` is the exact scheduled instant, not the moment somebody looked.
 """
@@ -277,6 +288,60 @@ class RegulatorSimulator:
         # retries without leaving a half-created submission visible.
         self._create_lock = asyncio.Lock()
         self._runner: web.AppRunner | None = None
+        # Injected faults: (requests left, method or None for any, detail); see the module docstring.
+        self._faults: dict[str, tuple[int, str | None, int]] = {}
+        self._release: asyncio.Event | None = None
+        # Requests answered with an injected fault so far: a test can tell its fault was met.
+        self.fault_hits = 0
+
+    # -- faults ------------------------------------------------------------------------------------------------
+
+    def fail_next(self, requests: int, status: int = 503, *, method: str | None = None) -> None:
+        """Answer the next ``requests`` API requests (of ``method`` only, if given) with HTTP ``status``."""
+        if not 400 <= status <= 599:
+            raise ValueError(f"status must be an HTTP error, got {status}")
+        self._faults["fail"] = (requests, method, status)
+
+    def hang_next(self, requests: int, *, method: str | None = None) -> None:
+        """Read the next ``requests`` API requests (of ``method`` only) and never answer them."""
+        self._faults["hang"] = (requests, method, 0)
+
+    def malformed_next(self, requests: int, *, method: str | None = None) -> None:
+        """Carry out the next ``requests`` API requests (of ``method`` only) but cut their JSON answer in half."""
+        self._faults["malformed"] = (requests, method, 0)
+
+    def clear_faults(self) -> None:
+        """Lift every injected fault and let hung requests end."""
+        self._faults.clear()
+        if self._release is not None:
+            self._release.set()
+            self._release = None
+
+    def _take_fault(self, request: web.Request) -> tuple[str, int] | None:
+        for kind, (left, method, detail) in self._faults.items():
+            if left > 0 and (method is None or method.upper() == request.method):
+                self._faults[kind] = (left - 1, method, detail)
+                self.fault_hits += 1
+                return kind, detail
+        return None
+
+    async def _faulty(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        fault = self._take_fault(request)
+        if fault is None:
+            response: web.StreamResponse = await handler(request)
+            return response
+        kind, status = fault
+        if kind == "fail":
+            return _error(status, "unavailable", f"the administration's system answered {status} (injected)")
+        if kind == "hang":
+            if self._release is None:
+                self._release = asyncio.Event()
+            await self._release.wait()
+            return _error(503, "unavailable", "the request was held and dropped (injected)")
+        answer = await handler(request)
+        assert isinstance(answer, web.Response) and isinstance(answer.body, bytes)
+        body = answer.body
+        return web.Response(body=body[: len(body) // 2], status=answer.status, content_type="application/json")
 
     @classmethod
     def with_twilio(
@@ -296,6 +361,7 @@ class RegulatorSimulator:
                 scheme, _, token = request.headers.get("Authorization", "").partition(" ")
                 if scheme.lower() != "bearer" or not _same(token.strip(), api_key):
                     return _error(401, "unauthorized", "missing or wrong API key (Authorization: Bearer …)")
+                return await self._faulty(request, handler)
             response: web.StreamResponse = await handler(request)
             return response
 
@@ -324,6 +390,9 @@ class RegulatorSimulator:
         self.url = f"http://{bound_host}:{bound_port}"
 
     async def stop(self) -> None:
+        if self._release is not None:  # hung requests must end, or the server waits for them
+            self._release.set()
+            self._release = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

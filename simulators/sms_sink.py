@@ -9,10 +9,19 @@ Routes:
   → 201 message resource, or a Twilio error JSON (401 / 400).
 - ``GET /sim/messages`` (optional ``?to=`` a mobile, with or without +86) → ``{"messages": [...]}``, oldest first.
 - ``DELETE /sim/messages`` → ``{"deleted": n}``.
+
+Faults, for reliability tests (set from Python; ``clear_faults`` lifts them all):
+- ``fail_next(n, status, retry_after=…)`` — the next ``n`` sends get Twilio's error for ``status`` (429 code 20429
+  "Too Many Requests", 500 code 20500, 503 code 20503), with a ``Retry-After`` header when given; nothing is kept.
+- ``hang_next(n)`` — the next ``n`` sends are read and never answered (until ``clear_faults`` or ``stop``), so the
+  client's own timeout is what ends them.
+- ``invalid`` — numbers Twilio calls invalid (HTTP 400, code 21211) although they look like mainland mobiles;
+  ``unreachable`` — numbers it calls not a mobile (21614).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -97,6 +106,14 @@ def _twilio_error(status: int, code: int, message: str) -> web.Response:
     )
 
 
+# Twilio's error codes for the HTTP statuses the sink can be told to answer with.
+_FAULT_CODES = {
+    429: (20429, "Too Many Requests"),
+    500: (20500, "Internal Server Error"),
+    503: (20503, "Service Unavailable"),
+}
+
+
 class SmsSink:
     """The SMS sink server. ``messages`` holds every accepted message, oldest first, for the sink's lifetime
     (until ``DELETE /sim/messages``)."""
@@ -107,6 +124,13 @@ class SmsSink:
         self.messages: list[SmsMessage] = []
         # Numbers the carrier refuses for good (Twilio 21614 "not a valid mobile number"), for fault tests.
         self.unreachable: set[str] = set()
+        # Numbers Twilio calls invalid (21211) although they look like mainland mobiles, for fault tests.
+        self.invalid: set[str] = set()
+        # Sends answered with an injected fault (error, hang) so far: a test can tell its fault was met.
+        self.fault_hits = 0
+        self._fail: tuple[int, int, int | None] = (0, 500, None)  # (sends left, status, Retry-After seconds)
+        self._hang = 0
+        self._release: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -114,6 +138,49 @@ class SmsSink:
         """Messages sent to ``to`` (E.164 or a bare 11-digit mobile), oldest first."""
         key = _number_key(to)
         return [m for m in self.messages if _number_key(m.to) == key]
+
+    # -- faults ------------------------------------------------------------------------------------------------
+
+    def fail_next(self, requests: int, status: int = 500, *, retry_after: int | None = None) -> None:
+        """Answer the next ``requests`` sends with Twilio's error for ``status`` (429, 500 or 503), adding a
+        ``Retry-After: retry_after`` header when given."""
+        if status not in _FAULT_CODES:
+            raise ValueError(f"status must be one of {sorted(_FAULT_CODES)}, got {status}")
+        self._fail = (requests, status, retry_after)
+
+    def hang_next(self, requests: int) -> None:
+        """Read the next ``requests`` sends and never answer them (until ``clear_faults`` or ``stop``)."""
+        self._hang = requests
+
+    def clear_faults(self) -> None:
+        """Lift every injected fault (``invalid`` and ``unreachable`` numbers included) and let hung sends go."""
+        self._fail = (0, 500, None)
+        self._hang = 0
+        self.invalid.clear()
+        self.unreachable.clear()
+        if self._release is not None:
+            self._release.set()
+            self._release = None
+
+    async def _injected_fault(self) -> web.Response | None:
+        left, status, retry_after = self._fail
+        if left > 0:
+            self._fail = (left - 1, status, retry_after)
+            self.fault_hits += 1
+            code, message = _FAULT_CODES[status]
+            response = _twilio_error(status, code, message)
+            if retry_after is not None:
+                response.headers["Retry-After"] = str(retry_after)
+            return response
+        if self._hang > 0:
+            self._hang -= 1
+            self.fault_hits += 1
+            if self._release is None:
+                self._release = asyncio.Event()
+            await self._release.wait()
+            # The client gave up long ago; nothing was sent.
+            return _twilio_error(503, 20503, "Service Unavailable")
+        return None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -137,6 +204,9 @@ class SmsSink:
         self.url = f"http://{bound_host}:{bound_port}"
 
     async def stop(self) -> None:
+        if self._release is not None:  # hung requests must end, or the server waits for them
+            self._release.set()
+            self._release = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -168,7 +238,10 @@ class SmsSink:
             return _twilio_error(400, 21603, "A 'From' phone number is required.")
         if not body:
             return _twilio_error(400, 21602, "Message body is required.")
-        if not MAINLAND_MOBILE_E164.match(to):
+        fault = await self._injected_fault()
+        if fault is not None:
+            return fault
+        if not MAINLAND_MOBILE_E164.match(to) or _number_key(to) in {_number_key(n) for n in self.invalid}:
             return _twilio_error(400, 21211, f"Invalid 'To' Phone Number: {to}")
         if _number_key(to) in {_number_key(n) for n in self.unreachable}:
             return _twilio_error(400, 21614, f"'To' number {to} is not a valid mobile number")

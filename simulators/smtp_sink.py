@@ -6,6 +6,15 @@ are plain awaits and tests see a message as soon as the client's send returns.
 HTTP view (optional, see ``start``):
 - ``GET /sim/mail`` (optional ``?to=`` an address) → ``{"mail": [...]}``, oldest first.
 - ``DELETE /sim/mail`` → ``{"deleted": n}``.
+
+Faults, for reliability tests (attributes set from Python; ``clear_faults`` lifts them all), each answered the way
+a real mail server does, so the client meets them through its own SMTP dialogue:
+- ``greeting_reply`` (e.g. ``"421 4.3.2 Service not available"``) — every new connection gets this reply instead
+  of the 220 greeting and is closed;
+- ``rcpt_reply`` (``"451 4.3.0 …"``, ``"550 5.1.1 …"``) — every ``RCPT TO`` is answered with it;
+- ``data_reply`` (``"451 …"``, ``"554 5.7.1 …"``) — the message is read, answered with it, and not kept;
+- ``hang`` — connections are accepted and never answered (the client's timeout ends them);
+- ``stop()`` then ``start(port=sink.port)`` — connections are refused meanwhile.
 """
 
 from __future__ import annotations
@@ -62,12 +71,25 @@ class ReceivedMail:
 
 
 class _Handler:
-    """aiosmtpd handler: parse and keep each mail."""
+    """aiosmtpd handler: parse and keep each mail, or answer with the sink's injected fault."""
 
-    def __init__(self, inbox: list[ReceivedMail]) -> None:
-        self._inbox = inbox
+    def __init__(self, sink: SmtpSink) -> None:
+        self._sink = sink
+        self._inbox = sink.messages
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self._sink.rcpt_reply is not None:
+            self._sink.fault_hits += 1
+            return self._sink.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self._sink.data_reply is not None:
+            self._sink.fault_hits += 1
+            return self._sink.data_reply
         content = envelope.original_content or b""
         message = email.message_from_bytes(content, policy=email.policy.default)
         self._inbox.append(
@@ -79,6 +101,34 @@ class _Handler:
             )
         )
         return "250 Message accepted for delivery"
+
+
+class _Refusing(asyncio.Protocol):
+    """Answers a new connection with ``reply`` instead of the greeting and closes it (RFC 5321 §3.1, e.g. 421)."""
+
+    def __init__(self, reply: str) -> None:
+        self._reply = reply
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(self._reply.encode() + b"\r\n")
+        transport.close()
+
+
+class _Silent(asyncio.Protocol):
+    """Accepts the connection and says nothing, ever: a relay that hangs."""
+
+    def __init__(self, open_connections: set[asyncio.BaseTransport]) -> None:
+        self._open = open_connections
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._open.add(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._transport is not None:
+            self._open.discard(self._transport)
 
 
 def _accept_any_login(*_: object) -> AuthResult:
@@ -97,6 +147,40 @@ class SmtpSink:
         self.view_url: str | None = None
         self._server: asyncio.Server | None = None
         self._view: web.AppRunner | None = None
+        # Injected faults (see the module docstring).
+        self.greeting_reply: str | None = None
+        self.rcpt_reply: str | None = None
+        self.data_reply: str | None = None
+        self.hang = False
+        # Connections or commands answered with an injected fault so far: a test can tell its fault was met.
+        self.fault_hits = 0
+        self._hung: set[asyncio.BaseTransport] = set()
+
+    def clear_faults(self) -> None:
+        """Lift every injected fault and drop the connections left hanging."""
+        self.greeting_reply = self.rcpt_reply = self.data_reply = None
+        self.hang = False
+        self._drop_hung()
+
+    def _drop_hung(self) -> None:
+        for transport in list(self._hung):
+            transport.close()
+        self._hung.clear()
+
+    def _protocol(self, handler: _Handler) -> asyncio.BaseProtocol:
+        if self.hang:
+            self.fault_hits += 1
+            return _Silent(self._hung)
+        if self.greeting_reply is not None:
+            self.fault_hits += 1
+            return _Refusing(self.greeting_reply)
+        return SMTP(
+            handler,
+            hostname=SMTP_HOSTNAME,  # the default asks DNS for the machine's FQDN, which can stall
+            enable_SMTPUTF8=True,  # Chinese addresses and subjects
+            authenticator=_accept_any_login,
+            auth_require_tls=False,
+        )
 
     def messages_to(self, address: str) -> list[ReceivedMail]:
         wanted = address.lower()
@@ -107,18 +191,8 @@ class SmtpSink:
         view also listens (0 picks a free port; ``view_url`` tells where). Raises ``OSError`` when a port is
         taken, leaving nothing running."""
         loop = asyncio.get_running_loop()
-        handler = _Handler(self.messages)
-        server = await loop.create_server(
-            lambda: SMTP(
-                handler,
-                hostname=SMTP_HOSTNAME,  # the default asks DNS for the machine's FQDN, which can stall
-                enable_SMTPUTF8=True,  # Chinese addresses and subjects
-                authenticator=_accept_any_login,
-                auth_require_tls=False,
-            ),
-            host,
-            port,
-        )
+        handler = _Handler(self)
+        server = await loop.create_server(lambda: self._protocol(handler), host, port)
         self._server = server
         self.host = host
         self.port = server.sockets[0].getsockname()[1]
@@ -134,6 +208,7 @@ class SmtpSink:
             await self._view.cleanup()
             self._view = None
             self.view_url = None
+        self._drop_hung()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

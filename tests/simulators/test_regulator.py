@@ -309,3 +309,49 @@ async def test_a_code_in_full_width_digits_is_just_a_wrong_code(regulator: Regul
     submission_id = (await regulator.submit()).json()["submission_id"]
 
     assert (await regulator.verify(submission_id, "１２３４５６"))["outcome"] == "wrong_code"
+
+
+# ---------------------------------------------------------------- injected faults
+
+
+async def test_injected_5xx_does_nothing_and_the_next_request_works(regulator: Regulator) -> None:
+    regulator.sim.fail_next(1, 502)
+    failed = await regulator.submit()
+    assert failed.status_code == 502 and failed.json()["error"] == "unavailable"
+    assert regulator.sms.messages == []
+    assert (await regulator.submit()).status_code == 201
+
+
+async def test_faults_can_target_one_method(regulator: Regulator) -> None:
+    regulator.sim.fail_next(1, 503, method="GET")
+    submission_id = (await regulator.submit()).json()["submission_id"]
+    assert (await regulator.api.get(f"/v1/submissions/{submission_id}")).status_code == 503
+    assert (await regulator.status(submission_id))["status"] == "awaiting_sms"
+
+
+async def test_a_hung_request_times_the_client_out_and_creates_nothing(regulator: Regulator) -> None:
+    regulator.sim.hang_next(1)
+    with pytest.raises(httpx.ReadTimeout):
+        await regulator.api.post("/v1/submissions", json=submission("order-1:1"), timeout=0.3)
+    regulator.sim.clear_faults()
+    assert (await regulator.control.get("/sim/submissions")).json()["submissions"] == []
+    assert regulator.sim.fault_hits == 1
+
+
+async def test_a_malformed_answer_still_carries_out_the_request(regulator: Regulator) -> None:
+    regulator.sim.malformed_next(1)
+    garbled = await regulator.submit()
+    assert garbled.status_code == 201
+    with pytest.raises(ValueError):
+        garbled.json()
+    # The submission exists and was texted once: the retry with the same key gets it, and texts nobody again.
+    again = await regulator.submit()
+    assert again.status_code == 200
+    assert len(regulator.sms.messages_to(ENTITY_MOBILE)) == 1
+
+
+async def test_faults_spare_the_simulator_control_endpoints(regulator: Regulator) -> None:
+    regulator.sim.fail_next(5)
+    assert (await regulator.control.get("/sim/submissions")).status_code == 200
+    regulator.sim.clear_faults()
+    assert (await regulator.submit()).status_code == 201

@@ -112,3 +112,53 @@ def test_client_without_base_url_talks_to_the_real_twilio() -> None:
     twilio = make_twilio_client(SID, TOKEN, None)
 
     assert twilio.http_client.route("https://api.twilio.com/x") == "https://api.twilio.com/x"
+
+
+# ---------------------------------------------------------------- injected faults, met through the real client
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, 20429), (500, 20500)])
+async def test_injected_errors_reach_the_twilio_client_as_twilio_errors_then_the_sink_recovers(
+    sink: SmsSink, status: int, code: int
+) -> None:
+    twilio = make_twilio_client(SID, TOKEN, sink.url)
+    sink.fail_next(1, status)
+    with pytest.raises(TwilioRestException) as raised:
+        await twilio.messages.create_async(to=MOBILE, from_="12381", body="x")
+    assert (raised.value.status, raised.value.code) == (status, code)
+    assert sink.messages == [] and sink.fault_hits == 1
+    await twilio.messages.create_async(to=MOBILE, from_="12381", body="x")
+    assert len(sink.messages) == 1
+
+
+async def test_a_429_carries_the_retry_after_header(sink: SmsSink) -> None:
+    sink.fail_next(1, 429, retry_after=47)
+    async with httpx.AsyncClient(base_url=sink.url, auth=(SID, TOKEN)) as http:
+        response = await http.post(
+            f"/2010-04-01/Accounts/{SID}/Messages.json", data={"To": MOBILE, "From": "12381", "Body": "x"}
+        )
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "47"
+    assert response.json()["code"] == 20429
+
+
+async def test_a_hung_send_times_the_client_out_and_sends_nothing(sink: SmsSink) -> None:
+    twilio = make_twilio_client(SID, TOKEN, sink.url, timeout=0.3)
+    sink.hang_next(1)
+    with pytest.raises(TimeoutError):
+        await twilio.messages.create_async(to=MOBILE, from_="12381", body="x")
+    sink.clear_faults()
+    assert sink.messages == [] and sink.fault_hits == 1
+    await twilio.messages.create_async(to=MOBILE, from_="12381", body="x")
+    assert len(sink.messages) == 1
+
+
+async def test_a_number_marked_invalid_is_refused_with_21211(sink: SmsSink) -> None:
+    twilio = make_twilio_client(SID, TOKEN, sink.url)
+    sink.invalid.add("13800138000")
+    with pytest.raises(TwilioRestException) as raised:
+        await twilio.messages.create_async(to=MOBILE, from_="12381", body="x")
+    assert (raised.value.status, raised.value.code) == (400, 21211)
+    sink.clear_faults()
+    await twilio.messages.create_async(to=MOBILE, from_="12381", body="x")
+    assert len(sink.messages) == 1

@@ -63,3 +63,53 @@ async def test_mail_view_lists_received_mail_as_json_filtered_by_recipient(sink:
     ]
     assert deleted == {"deleted": 2}
     assert sink.messages == []
+
+
+# ---------------------------------------------------------------- injected faults, met through aiosmtplib
+
+
+async def test_a_421_greeting_refuses_the_session(sink: SmtpSink) -> None:
+    sink.greeting_reply = "421 4.3.2 Service not available"
+    with pytest.raises(aiosmtplib.SMTPConnectResponseError) as raised:
+        await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=sink.port, timeout=5)
+    assert raised.value.code == 421
+    sink.clear_faults()
+    await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=sink.port, timeout=5)
+    assert len(sink.messages) == 1 and sink.fault_hits == 1
+
+
+@pytest.mark.parametrize("code", [451, 550])
+async def test_rcpt_replies_refuse_the_recipient_with_the_code(sink: SmtpSink, code: int) -> None:
+    sink.rcpt_reply = f"{code} {code // 100}.1.1 injected"
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as raised:
+        await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=sink.port, timeout=5)
+    assert [r.code for r in raised.value.recipients] == [code]
+    assert sink.messages == []
+
+
+@pytest.mark.parametrize("code", [451, 554])
+async def test_data_replies_refuse_the_message_and_keep_nothing(sink: SmtpSink, code: int) -> None:
+    sink.data_reply = f"{code} {code // 100}.7.1 injected"
+    with pytest.raises(aiosmtplib.SMTPDataError) as raised:
+        await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=sink.port, timeout=5)
+    assert raised.value.code == code
+    assert sink.messages == []
+
+
+async def test_a_hanging_server_times_the_client_out(sink: SmtpSink) -> None:
+    sink.hang = True
+    with pytest.raises(aiosmtplib.SMTPTimeoutError):
+        await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=sink.port, timeout=0.3)
+    sink.clear_faults()
+    await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=sink.port, timeout=5)
+    assert len(sink.messages) == 1
+
+
+async def test_a_stopped_sink_refuses_connections_and_starts_again_on_its_port(sink: SmtpSink) -> None:
+    port = sink.port
+    await sink.stop()
+    with pytest.raises(aiosmtplib.SMTPConnectError):
+        await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=port, timeout=5)
+    await sink.start("127.0.0.1", port)
+    await aiosmtplib.send(_mail(), hostname="127.0.0.1", port=port, timeout=5)
+    assert len(sink.messages) == 1
