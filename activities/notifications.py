@@ -16,9 +16,14 @@ send. A repeated email carries the same Message-ID (derived from order id and ev
 support recognise and collapse the duplicate; SMS has no such header, so the window matters most there.
 
 Transient failures (connection refused, timeouts, SMTP 4xx, Twilio 429/5xx) raise so Temporal retries the
-activity; channels already sent are skipped on the retry. Permanent refusals (Twilio HTTP 400 such as 21211
-invalid number, SMTP 5xx for the recipient or the message, a missing address) are recorded as ``failed`` and
-reported in ``NotificationResult.failed``; the other channels still go.
+activity; channels already sent are skipped on the retry. When Twilio says when to come back (429 or 503 with
+``Retry-After``), the retry is scheduled then (``next_retry_delay``, at most ``MAX_RETRY_AFTER``) instead of by
+the backoff, which would only knock again too early. The outbox database being unreachable raises the retryable
+``DatabaseUnavailable``; a support alert is then sent anyway, unrecorded (see ``alert_support``).
+
+Permanent refusals (Twilio HTTP 400 such as 21211 invalid number, SMTP 5xx for the recipient or the message, a
+missing address) are recorded as ``failed`` and reported in ``NotificationResult.failed``; the other channels
+still go. An SMTP 5xx to the greeting or to our own sender is the relay refusing us, not this message: retried.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import html
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
@@ -42,10 +47,10 @@ from temporalio.exceptions import ApplicationError
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from activities.sms_client import make_twilio_client
+from activities.sms_client import TwilioRetryAfter, make_twilio_client
 from models.activity_io import Channel, Notification, NotificationResult, SupportAlert
 from models.settings import Settings
-from store.db import upsert_insert
+from store.db import DatabaseUnavailable, reaching, upsert_insert
 from store.tables import OutboxRow, OutboxStatus, outbox
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -53,11 +58,21 @@ Sessions = async_sessionmaker[AsyncSession]
 # Settling a sent message is retried this often (seconds between tries) before the activity fails.
 SETTLE_BACKOFF = (0.1, 0.5, 2.0)
 SUPPORT_EVENT_PREFIX = "support:"
+# The longest Retry-After honoured; a longer one (or a broken header) waits this long, then asks again.
+MAX_RETRY_AFTER = timedelta(hours=1)
 _MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
 
 
 class PermanentFailure(Exception):
     """The provider refused this message for good: retrying would get the same answer."""
+
+
+class RetryLater(Exception):
+    """The provider refused for now and said when to come back: ``retry_after``."""
+
+    def __init__(self, message: str, retry_after: timedelta) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -138,27 +153,50 @@ class NotificationActivities:
         """Email the support team once per ``(order_id, event_key)``.
 
         The outbox key is ``support:{event_key}``, so an alert never collides with the applicant's notification
-        for the same event.
+        for the same event. An alert must not depend on the database it may be reporting about: when the outbox
+        cannot be reached, the alert is sent anyway without an outbox row (its Message-ID is still the
+        deterministic one, so a rare repeat is recognisable).
         """
         event_key = alert.event_key
         if not event_key.startswith(SUPPORT_EVENT_PREFIX):
             event_key = SUPPORT_EVENT_PREFIX + event_key
         email = _Email(to=self._settings.support_email, subject=alert.subject, body=alert.body)
         send = self._smtp_sender(alert.order_id, event_key, email)
-        return await self._deliver(alert.order_id, event_key, {Channel.EMAIL: send})
+        return await self._deliver(alert.order_id, event_key, {Channel.EMAIL: send}, unrecorded_if_store_down=True)
 
     # -- delivery through the outbox ---------------------------------------------------------------------------
 
     async def _deliver(
-        self, order_id: str, event_key: str, senders: dict[Channel, Callable[[], Awaitable[str]]]
+        self,
+        order_id: str,
+        event_key: str,
+        senders: dict[Channel, Callable[[], Awaitable[str]]],
+        *,
+        unrecorded_if_store_down: bool = False,
     ) -> NotificationResult:
         sent: list[Channel] = []
         already_sent: list[Channel] = []
         failed: dict[Channel, str] = {}
         transient: dict[Channel, str] = {}
+        retry_after: list[timedelta] = []
         for channel, send in senders.items():
             key = (order_id, event_key, channel.value)
-            row = await self._claim(*key)
+            try:
+                row = await self._claim(*key)
+            except DatabaseUnavailable as e:
+                if not unrecorded_if_store_down:
+                    raise
+                activity.logger.warning("outbox unreachable (%s): sending %s %s unrecorded", e, channel, event_key)
+                try:
+                    provider_id = await send()
+                except PermanentFailure as refused:
+                    failed[channel] = str(refused)
+                except Exception as down:
+                    transient[channel] = f"{type(down).__name__}: {down}; and the outbox: {e}"
+                else:
+                    sent.append(channel)
+                    activity.logger.info("sent %s notice %s (%s), unrecorded", channel.value, event_key, provider_id)
+                continue
             if row.status == OutboxStatus.SENT:
                 already_sent.append(channel)
                 continue
@@ -167,7 +205,8 @@ class NotificationActivities:
                 continue
             async with self._sessions() as settle_session:
                 # Check the connection out now, so settling after the provider's answer costs one round trip.
-                await settle_session.connection()
+                async with reaching(f"settle outbox {event_key}/{channel.value} of order {order_id}"):
+                    await settle_session.connection()
                 try:
                     provider_id = await send()
                 except PermanentFailure as e:
@@ -177,6 +216,8 @@ class NotificationActivities:
                     continue
                 except Exception as e:
                     transient[channel] = f"{type(e).__name__}: {e}"
+                    if isinstance(e, RetryLater):
+                        retry_after.append(e.retry_after)
                     await self._settle(settle_session, key, status=OutboxStatus.PENDING, error=transient[channel])
                     continue
                 await self._settle(settle_session, key, status=OutboxStatus.SENT, provider_id=provider_id)
@@ -188,12 +229,16 @@ class NotificationActivities:
                 f"notification {event_key} of order {order_id} not delivered yet ({detail})",
                 {"sent": [c.value for c in sent], "pending": [c.value for c in transient]},
                 type="NotificationNotDelivered",
+                # A provider that said when to come back is asked then, not earlier (the latest of them).
+                next_retry_delay=min(max(retry_after), MAX_RETRY_AFTER) if retry_after else None,
             )
         return NotificationResult(sent=sent, already_sent=already_sent, failed=failed)
 
     async def _claim(self, order_id: str, event_key: str, channel: str) -> OutboxRow:
-        """The outbox row for this key, created as ``pending`` if new; a pending row counts one more attempt."""
-        async with self._sessions() as session, session.begin():
+        """The outbox row for this key, created as ``pending`` if new; a pending row counts one more attempt.
+        Raises ``DatabaseUnavailable`` when the outbox cannot be reached."""
+        where = f"claim outbox {event_key}/{channel} of order {order_id}"
+        async with reaching(where), self._sessions() as session, session.begin():
             insert = upsert_insert(session, outbox).values(
                 order_id=order_id,
                 event_key=event_key,
@@ -246,7 +291,8 @@ class NotificationActivities:
             except Exception:
                 await session.rollback()
                 if pause is None:
-                    raise
+                    async with reaching(f"settle outbox {event_key}/{channel} of order {order_id}"):
+                        raise
                 activity.logger.warning("settling outbox %s failed (try %d), retrying", key, attempt + 1)
                 await asyncio.sleep(pause)
 
@@ -281,13 +327,14 @@ class NotificationActivities:
                     timeout=settings.http_timeout_seconds,
                 )
             except aiosmtplib.SMTPRecipientsRefused as e:
+                replies = "; ".join(f"{r.code} {r.message}" for r in e.recipients)
                 if all(r.code >= 500 for r in e.recipients):
-                    raise PermanentFailure(f"SMTP refused the recipient: {e.recipients[0].message}") from e
-                raise
+                    raise PermanentFailure(f"SMTP refused the recipient: {replies}") from e
+                raise RuntimeError(f"SMTP deferred the recipient: {replies}") from e
             except aiosmtplib.SMTPDataError as e:
                 if e.code >= 500:
                     raise PermanentFailure(f"SMTP refused the message: {e.code} {e.message}") from e
-                raise
+                raise RuntimeError(f"SMTP deferred the message: {e.code} {e.message}") from e
             return msg_id
 
         return send
@@ -308,6 +355,11 @@ class NotificationActivities:
                 # unsubscribed, 21614 not a mobile …); 401/403 (our credentials), 429 and 5xx are worth a retry.
                 if e.status == 400:
                     raise PermanentFailure(f"Twilio {e.code}: {e.msg}") from e
+                if isinstance(e, TwilioRetryAfter):
+                    raise RetryLater(
+                        f"Twilio HTTP {e.status} {e.code}: {e.msg} (retry after {e.retry_after:g} s)",
+                        timedelta(seconds=e.retry_after),
+                    ) from e
                 raise RuntimeError(f"Twilio HTTP {e.status} {e.code}: {e.msg}") from e
             return str(message.sid)
 

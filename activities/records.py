@@ -1,7 +1,8 @@
 """Record activities: the read model and audit trail, the filing record on approval, and archived documents.
 
 Every write is an upsert keyed so that running an activity twice (Temporal retries, a worker dying after the
-commit) changes nothing the second time.
+commit) changes nothing the second time. The database being down or dropping the connection raises the retryable
+``DatabaseUnavailable`` (store/db.py) saying what could not be done, so an order waiting it out shows why.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from models.activity_io import (
 from models.changes import ChangeNotApplicable, apply_changes
 from models.documents import DocumentRef
 from models.order import FilingRecord, entity_filing_number
-from store.db import upsert_insert
+from store.db import reaching, upsert_insert
 from store.tables import ArchivedDocumentRow, FilingRow, archived_documents, filings, order_events, orders
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -82,6 +83,10 @@ class RecordActivities:
             "actor_name": record.actor_name,
             "reason": record.reason,
         }
+        async with reaching(f"record transition {record.seq} of order {record.order_id}"):
+            await self._record(current, event)
+
+    async def _record(self, current: dict[str, Any], event: dict[str, Any]) -> None:
         async with self._sessions() as session, session.begin():
             upsert = upsert_insert(session, orders).values(current)
             await session.execute(
@@ -118,18 +123,18 @@ class RecordActivities:
             "updated_by_order": order.order_id,
             "updated_at": update.approved_at,
         }
-        async with self._sessions() as session, session.begin():
-            upsert = upsert_insert(session, filings).values(row)
-            await session.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=[filings.c.entity_filing_number],
-                    set_={name: upsert.excluded[name] for name in row if name != "entity_filing_number"},
-                    where=filings.c.updated_at <= upsert.excluded.updated_at,
+        async with reaching(f"update filing {key}"):
+            async with self._sessions() as session, session.begin():
+                upsert = upsert_insert(session, filings).values(row)
+                await session.execute(
+                    upsert.on_conflict_do_update(
+                        index_elements=[filings.c.entity_filing_number],
+                        set_={name: upsert.excluded[name] for name in row if name != "entity_filing_number"},
+                        where=filings.c.updated_at <= upsert.excluded.updated_at,
+                    )
                 )
-            )
-
-        async with self._filing_reader() as session:
-            stored = await session.get(FilingRow, key)
+            async with self._filing_reader() as session:
+                stored = await session.get(FilingRow, key)
         if stored is not None and stored.updated_at > update.approved_at:
             activity.logger.warning(
                 "filing %s was updated by a later approval (order %s); order %s's update is superseded",
@@ -167,7 +172,8 @@ class RecordActivities:
             }
             for key, ref in sorted(archive.documents.items())
         ]
-        async with self._sessions() as session, session.begin():
+        where = f"archive the documents of order {archive.order_id}"
+        async with reaching(where), self._sessions() as session, session.begin():
             insert = upsert_insert(session, archived_documents).values(rows)
             await session.execute(insert.on_conflict_do_nothing())
 
@@ -191,7 +197,7 @@ class RecordActivities:
             .order_by(doc.approved_at.desc(), doc.order_id.desc())
         )
         found: dict[str, DocumentRef] = {}
-        async with self._sessions() as session:
+        async with reaching("look up reusable documents"), self._sessions() as session:
             for row in await session.scalars(stmt):
                 found.setdefault(
                     row.key,

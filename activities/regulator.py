@@ -6,6 +6,10 @@ How failures reach the workflow (it relies on this):
 - a request the administration refuses (any other 4xx) → a non-retryable ``ApplicationError`` whose ``type`` names
   the cause (``RegulatorUnauthorized``, ``UnknownSubmission``, ``IdempotencyConflict``, ``NotAwaitingSms``,
   ``RegulatorRefused``): retrying would only repeat the refusal;
+- an answer icpflow cannot read (not JSON, cut short, a field missing or of the wrong type) → a retryable
+  ``ApplicationError(type="RegulatorMalformedResponse")`` saying what was wrong: never a crash, never a guessed
+  verdict. Every call is idempotent at the administration (the submission by its key, a verified code stays
+  verified, a poll only reads), so asking again is safe;
 - ``poll_review`` while the review runs → retryable ``ApplicationError(type="ReviewPending")``, so one activity
   with a flat retry interval does the polling and the workflow history does not grow with the wait.
 """
@@ -14,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
@@ -33,10 +37,35 @@ from models.activity_io import (
 )
 from models.settings import Settings
 
+MALFORMED = "RegulatorMalformedResponse"
 REVIEW_PENDING = "ReviewPending"
 NOT_UNDER_REVIEW = "NotUnderReview"
 _DECIDED = {"approved": ReviewDecision.APPROVED, "rejected": ReviewDecision.REJECTED}
 _NOT_UNDER_REVIEW = {"awaiting_sms", "returned", "expired"}
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+_A = TypeVar("_A", bound=_Answer)
+
+
+class _Receipt(_Answer):
+    submission_id: str = Field(min_length=1)
+    received_at: datetime
+    sms_sent_to: int = 0
+
+
+class _Outcome(_Answer):
+    outcome: SmsCodeOutcome
+    attempts_left: int = 0
+
+
+class _Review(_Answer):
+    status: str | None = None
+    reasons: list[str] | None = None
+    decided_at: datetime | None = None
 
 
 class RegulatorActivities:
@@ -80,11 +109,9 @@ class RegulatorActivities:
                 f"{request.idempotency_key!r} (order {request.order_id}): a resubmission needs a new key",
             ),
         )
-        body = self._json(response, "submit")
+        receipt = self._parse(response, _Receipt, "submit")
         return SubmissionReceipt(
-            submission_id=body["submission_id"],
-            received_at=datetime.fromisoformat(body["received_at"]),
-            sms_sent_to=body.get("sms_sent_to", 0),
+            submission_id=receipt.submission_id, received_at=receipt.received_at, sms_sent_to=receipt.sms_sent_to
         )
 
     @activity.defn(name="verify_sms_code")
@@ -97,8 +124,8 @@ class RegulatorActivities:
             "verify the SMS code",
             json={"code": request.code},
         )
-        body = self._json(response, "verify the SMS code")
-        return SmsCodeResult(outcome=SmsCodeOutcome(body["outcome"]), attempts_left=body.get("attempts_left", 0))
+        answer = self._parse(response, _Outcome, "verify the SMS code")
+        return SmsCodeResult(outcome=answer.outcome, attempts_left=answer.attempts_left)
 
     @activity.defn(name="resend_sms")
     async def resend_sms(self, request: SubmissionRef) -> None:
@@ -119,14 +146,11 @@ class RegulatorActivities:
         """The administration's verdict once it exists. Until then raises the retryable ``ReviewPending``
         (schedule with a flat retry policy and no attempt limit)."""
         response = await self._call("GET", f"/v1/submissions/{request.submission_id}", "poll the review")
-        body = self._json(response, "poll the review")
-        status = body.get("status")
+        review = self._parse(response, _Review, "poll the review")
+        status = review.status
         if status in _DECIDED:
-            decided_at = body.get("decided_at")
             return ReviewVerdict(
-                decision=_DECIDED[status],
-                reasons=list(body.get("reasons") or []),
-                decided_at=datetime.fromisoformat(decided_at) if decided_at else None,
+                decision=_DECIDED[status], reasons=list(review.reasons or []), decided_at=review.decided_at
             )
         if status == "under_review":
             # Benign: the expected answer of a poll, logged at debug level and kept out of failure metrics.
@@ -201,10 +225,29 @@ class RegulatorActivities:
         try:
             body = response.json()
         except ValueError as e:
-            raise ApplicationError(f"could not {what}: the administration answered with non-JSON") from e
+            raise _malformed(response, what, f"not JSON ({e})") from e
         if not isinstance(body, dict):
-            raise ApplicationError(f"could not {what}: the administration answered with {type(body).__name__}")
+            raise _malformed(response, what, f"a JSON {type(body).__name__}, not an object")
         return body
+
+    @classmethod
+    def _parse(cls, response: httpx.Response, model: type[_A], what: str) -> _A:
+        body = cls._json(response, what)
+        try:
+            return model.model_validate(body)
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}" for err in e.errors())
+            raise _malformed(response, what, problems) from e
+
+
+def _malformed(response: httpx.Response, what: str, problem: str) -> ApplicationError:
+    """Retryable: the administration did answer, but not in a shape icpflow can trust."""
+    return ApplicationError(
+        f"could not {what}: the administration's answer (HTTP {response.status_code}) is malformed: {problem}; "
+        f"it began {response.text[:120]!r}",
+        {"status": response.status_code, "body": response.text[:2000]},
+        type=MALFORMED,
+    )
 
 
 def _detail(response: httpx.Response) -> str:

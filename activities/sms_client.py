@@ -8,9 +8,13 @@ twilio itself; only the host the request goes to differs.
 from __future__ import annotations
 
 import base64
+import json
 import logging
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
+from twilio.base.exceptions import TwilioRestException
 from twilio.http import AsyncHttpClient
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
@@ -20,6 +24,54 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 
 # The logger twilio's own async client uses, so request logging stays configurable in one place.
 _logger = logging.getLogger("twilio.async_http_client")
+
+
+class TwilioRetryAfter(TwilioRestException):  # type: ignore[misc]  # twilio ships no type hints
+    """Twilio asked us to slow down (429, or 503) and said when to come back: ``retry_after`` seconds.
+
+    twilio's own ``TwilioRestException`` drops the response headers, so the Retry-After would be lost; this
+    subclass keeps it, and is still caught by any ``except TwilioRestException``."""
+
+    def __init__(self, status: int, uri: str, msg: str, code: int, method: str, retry_after: float) -> None:
+        super().__init__(status, uri, msg=msg, code=code, method=method)
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """An HTTP ``Retry-After`` value (delay in seconds or an HTTP date) as seconds from ``now``; None if absent or
+    unreadable. A date in the past means "now" (0)."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        at = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return max((at - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
+def _retry_after_error(method: str, url: str, response: Response) -> TwilioRetryAfter | None:
+    if response.status_code not in (429, 503):
+        return None
+    headers = response.headers or {}
+    delay = retry_after_seconds(headers.get("Retry-After"))
+    if delay is None:
+        return None
+    try:
+        body = json.loads(response.text)
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    message = str(body.get("message") or "Too Many Requests")
+    code = body.get("code")
+    if not isinstance(code, int):
+        code = response.status_code
+    return TwilioRetryAfter(response.status_code, url, message, code, method, delay)
 
 
 class RoutedAsyncHttpClient(AsyncHttpClient):  # type: ignore[misc]  # twilio ships no type hints
@@ -79,6 +131,9 @@ class RoutedAsyncHttpClient(AsyncHttpClient):  # type: ignore[misc]  # twilio sh
                 allow_redirects=allow_redirects,
             )
         self._test_only_last_response = response
+        slow_down = _retry_after_error(method, url, response)
+        if slow_down is not None:
+            raise slow_down
         return response
 
 
@@ -93,7 +148,8 @@ def make_twilio_client(
 
     The client is asynchronous: send with ``await client.messages.create_async(to=..., from_=..., body=...)``
     (the synchronous ``create`` raises, as with any twilio async client). Errors are twilio's own
-    ``TwilioRestException`` (e.g. ``code == 21211`` for an invalid ``To``); connection failures and timeouts raise
+    ``TwilioRestException`` (e.g. ``code == 21211`` for an invalid ``To``), or its subclass ``TwilioRetryAfter``
+    when a 429/503 said when to come back (``retry_after`` seconds); connection failures and timeouts raise
     aiohttp / asyncio exceptions. Nothing needs closing.
     """
     return Client(account_sid, auth_token, http_client=RoutedAsyncHttpClient(base_url, timeout=timeout))

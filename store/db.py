@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +14,58 @@ from alembic.config import Config
 from sqlalchemy import Connection, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # How long a SQLite writer waits for another one before "database is locked" (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How long opening a PostgreSQL connection may take before it counts as the database being unreachable (seconds);
+# asyncpg's own default is a minute, as long as an activity's whole attempt.
+PG_CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+class DatabaseUnavailable(Exception):
+    """The app database could not be reached, or dropped the connection: an outage, worth retrying later.
+
+    Activities raise it (Temporal retries it under its class name), so an order waiting on the database says so
+    in plain words instead of a driver's socket error."""
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True when ``error`` means the database is down or unreachable (not that the statement was wrong)."""
+    if isinstance(error, OSError | TimeoutError):
+        return True  # connection refused, reset, DNS, connect timeout (asyncpg raises these unwrapped)
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return False
+    return isinstance(
+        error,
+        asyncpg.exceptions.PostgresConnectionError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.AdminShutdownError
+        | asyncpg.exceptions.InterfaceError,
+    )
+
+
+@asynccontextmanager
+async def reaching(what: str) -> AsyncIterator[None]:
+    """Run the block; an error meaning the database is unreachable becomes ``DatabaseUnavailable`` naming
+    ``what`` was being done. Every other error passes unchanged."""
+    try:
+        yield
+    except DatabaseUnavailable:
+        raise
+    except Exception as e:
+        if is_unavailable(e):
+            raise DatabaseUnavailable(
+                f"could not {what}: the app database is unreachable ({type(e).__name__}: {e})"
+            ) from e
+        raise
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -32,6 +80,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     if not is_sqlite:
         kwargs.setdefault("pool_pre_ping", True)
+        if parsed.get_driver_name() == "asyncpg":
+            kwargs["connect_args"] = {"timeout": PG_CONNECT_TIMEOUT_SECONDS, **kwargs.get("connect_args", {})}
     engine = create_async_engine(parsed, **kwargs)
     if is_sqlite:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

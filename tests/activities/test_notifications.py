@@ -8,6 +8,7 @@ import email
 import email.policy
 import socket
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -20,10 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.notifications import NotificationActivities, message_id
+from activities.notifications import MAX_RETRY_AFTER, NotificationActivities, message_id
 from models.activity_io import Channel, Notification, NotificationResult, SupportAlert
 from models.settings import Settings
 from simulators.sms_sink import SmsSink
+from simulators.smtp_sink import SmtpSink
+from store.db import DatabaseUnavailable, create_engine, session_factory
 from store.tables import OutboxRow
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -277,3 +280,141 @@ async def test_alert_support_emails_the_support_team_once_apart_from_the_applica
     assert [envelope.rcpt_tos for envelope, _ in inbox.mail] == [["zhangsan@example.cn"], [SUPPORT]]
     assert inbox.mail[1][1]["Subject"] == "[icpflow] review overdue: order ord-1"
     assert ("support:stage:sms_verification:1", "email") in await outbox_rows(db_sessions)
+
+
+# -- providers failing the way real ones do (the simulators' fault modes) ------------------------------------------
+
+
+@pytest_asyncio.fixture
+async def sink() -> AsyncIterator[SmtpSink]:
+    sink = SmtpSink()
+    await sink.start()
+    try:
+        yield sink
+    finally:
+        await sink.stop()
+
+
+def through_sink(sessions: Sessions, sink: SmtpSink, sms: SmsSink, timeout: float = 5) -> NotificationActivities:
+    settings = settings_for(sink.port, sms.url).model_copy(update={"http_timeout_seconds": timeout})
+    return NotificationActivities(sessions, settings)
+
+
+async def test_twilio_429_with_retry_after_schedules_the_retry_then_and_the_email_still_goes(
+    db_sessions: Sessions, sink: SmtpSink, sms: SmsSink
+) -> None:
+    sms.fail_next(1, 429, retry_after=47)
+    with pytest.raises(ApplicationError) as raised:
+        await send(through_sink(db_sessions, sink, sms), notification())
+    assert raised.value.type == "NotificationNotDelivered" and not raised.value.non_retryable
+    assert raised.value.next_retry_delay == timedelta(seconds=47)
+    assert "429" in str(raised.value) and "20429" in str(raised.value)
+    assert len(sink.messages) == 1 and sms.messages == []
+    result = await send(through_sink(db_sessions, sink, sms), notification())
+    assert result == NotificationResult(sent=[Channel.SMS], already_sent=[Channel.EMAIL])
+
+
+async def test_an_absurd_retry_after_is_capped(db_sessions: Sessions, sink: SmtpSink, sms: SmsSink) -> None:
+    sms.fail_next(1, 429, retry_after=10 * 24 * 3600)
+    with pytest.raises(ApplicationError) as raised:
+        await send(through_sink(db_sessions, sink, sms), notification(channels=[Channel.SMS]))
+    assert raised.value.next_retry_delay == MAX_RETRY_AFTER
+
+
+@pytest.mark.parametrize("status", [500, 503])
+async def test_twilio_5xx_without_retry_after_leaves_the_backoff_to_temporal(
+    db_sessions: Sessions, sink: SmtpSink, sms: SmsSink, status: int
+) -> None:
+    sms.fail_next(1, status)
+    with pytest.raises(ApplicationError) as raised:
+        await send(through_sink(db_sessions, sink, sms), notification(channels=[Channel.SMS]))
+    assert not raised.value.non_retryable and raised.value.next_retry_delay is None
+    assert f"HTTP {status}" in str(raised.value)
+    assert (await outbox_rows(db_sessions))["stage:sms_verification:1", "sms"].status == "pending"
+
+
+async def test_an_sms_provider_that_hangs_is_a_retryable_timeout(
+    db_sessions: Sessions, sink: SmtpSink, sms: SmsSink
+) -> None:
+    sms.hang_next(1)
+    try:
+        with pytest.raises(ApplicationError) as raised:
+            await send(through_sink(db_sessions, sink, sms, timeout=0.3), notification(channels=[Channel.SMS]))
+    finally:
+        sms.clear_faults()
+    assert not raised.value.non_retryable and "Timeout" in str(raised.value)
+    assert sms.messages == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "value", "shown"),
+    [
+        ("greeting_reply", "421 4.3.2 Service not available", "421"),
+        ("rcpt_reply", "451 4.3.0 Mailbox temporarily unavailable", "deferred the recipient: 451"),
+        ("data_reply", "451 4.3.0 Try again later", "deferred the message: 451"),
+        ("hang", True, "Timed out"),
+    ],
+)
+async def test_smtp_4xx_and_silence_are_retried_and_the_sms_still_goes(
+    db_sessions: Sessions, sink: SmtpSink, sms: SmsSink, fault: str, value: object, shown: str
+) -> None:
+    setattr(sink, fault, value)
+    with pytest.raises(ApplicationError) as raised:
+        await send(through_sink(db_sessions, sink, sms, timeout=0.5), notification())
+    assert raised.value.type == "NotificationNotDelivered" and not raised.value.non_retryable
+    assert shown in str(raised.value)
+    assert sink.messages == [] and len(sms.messages) == 1 and sink.fault_hits >= 1
+    email_row = (await outbox_rows(db_sessions))["stage:sms_verification:1", "email"]
+    assert email_row.status == "pending" and shown in (email_row.last_error or "")
+    sink.clear_faults()
+    result = await send(through_sink(db_sessions, sink, sms), notification())
+    assert result == NotificationResult(sent=[Channel.EMAIL], already_sent=[Channel.SMS])
+    assert len(sink.messages) == 1
+
+
+@pytest.mark.parametrize("fault", ["rcpt_reply", "data_reply"])
+async def test_smtp_5xx_for_the_message_is_recorded_failed_and_not_retried(
+    db_sessions: Sessions, sink: SmtpSink, sms: SmsSink, fault: str
+) -> None:
+    setattr(sink, fault, "554 5.7.1 Message rejected")
+    result = await send(through_sink(db_sessions, sink, sms), notification())
+    assert result.sent == [Channel.SMS]
+    assert "554" in result.failed[Channel.EMAIL]
+    sink.clear_faults()
+    again = await send(through_sink(db_sessions, sink, sms), notification())
+    assert "554" in again.failed[Channel.EMAIL] and sink.messages == []  # refused for good: never resent
+
+
+async def test_smtp_5xx_greeting_is_the_relay_refusing_us_and_is_retried(
+    db_sessions: Sessions, sink: SmtpSink, sms: SmsSink
+) -> None:
+    sink.greeting_reply = "554 5.7.1 No SMTP service here"
+    with pytest.raises(ApplicationError, match="554"):
+        await send(through_sink(db_sessions, sink, sms), notification(channels=[Channel.EMAIL]))
+
+
+@pytest.fixture
+def dead_outbox() -> Iterator[Sessions]:
+    """Sessions on a PostgreSQL URL whose port refuses connections: the outbox database is down."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield session_factory(create_engine(f"postgresql+asyncpg://icpflow@127.0.0.1:{sock.getsockname()[1]}/x"))
+
+
+async def test_an_unreachable_outbox_sends_no_notice_and_says_why(
+    dead_outbox: Sessions, sink: SmtpSink, sms: SmsSink
+) -> None:
+    with pytest.raises(DatabaseUnavailable, match="claim outbox stage:sms_verification:1/email"):
+        await send(through_sink(dead_outbox, sink, sms), notification())
+    assert sink.messages == [] and sms.messages == []
+
+
+async def test_a_support_alert_goes_out_unrecorded_when_the_outbox_is_unreachable(
+    dead_outbox: Sessions, sink: SmtpSink, sms: SmsSink
+) -> None:
+    alert = SupportAlert(order_id="ord-1", event_key="dependency-down-database:4", subject="db down", body="down")
+    result = await ActivityEnvironment().run(through_sink(dead_outbox, sink, sms).alert_support, alert)
+    assert result.sent == [Channel.EMAIL]
+    [mail] = sink.messages
+    assert mail.rcpt_tos == [SUPPORT]
+    assert mail.message["Message-ID"] == message_id("ord-1", "support:dependency-down-database:4", MAIL_FROM)

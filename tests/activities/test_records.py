@@ -5,11 +5,14 @@ Every test runs on SQLite and on PostgreSQL (``db_sessions`` from tests/fixtures
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -37,7 +40,7 @@ from models.order import (
 )
 from models.stages import Actor, Stage, Status, WaitingOn
 from store import queries
-from store.db import create_engine, session_factory, upgrade
+from store.db import DatabaseUnavailable, create_engine, is_unavailable, session_factory, upgrade
 from store.tables import FilingRow, OrderEventRow, OrderRow
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -399,3 +402,34 @@ async def test_documents_of_another_filing_are_never_offered(records: RecordActi
         ),
     )
     assert await reusable(records, T0 + timedelta(days=1)) == {}
+
+
+# -- the database unreachable ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def unreachable_records() -> Iterator[RecordActivities]:
+    """Record activities on a PostgreSQL URL whose port refuses connections (bound, not listening)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"postgresql+asyncpg://icpflow@127.0.0.1:{sock.getsockname()[1]}/icpflow"
+        yield RecordActivities(session_factory(create_engine(url)))
+
+
+async def test_an_unreachable_database_is_a_retryable_error_saying_what_could_not_be_done(
+    unreachable_records: RecordActivities,
+) -> None:
+    with pytest.raises(DatabaseUnavailable, match="record transition 1 of order ord-1: the app database is unreach"):
+        await run(unreachable_records.record_transition, transition(1, Stage.VALIDATION))
+    with pytest.raises(DatabaseUnavailable, match="look up reusable documents"):
+        await run(
+            unreachable_records.find_reusable_documents,
+            ReusableDocumentsQuery(entity_filing_number=ENTITY_NUMBER, as_of=T0),
+        )
+
+
+def test_only_connection_failures_count_as_the_database_being_unavailable() -> None:
+    assert is_unavailable(ConnectionRefusedError(111, "refused"))
+    assert is_unavailable(TimeoutError())
+    assert not is_unavailable(ValueError("a bug, not an outage"))
+    assert not is_unavailable(IntegrityError("INSERT", {}, Exception("duplicate key")))

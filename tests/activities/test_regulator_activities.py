@@ -205,3 +205,96 @@ async def test_the_worker_gets_every_gateway_activity(gateway: Gateway) -> None:
     names = [fn.__name__ for fn in gateway.activities.activities()]
 
     assert names == ["submit_to_administration", "verify_sms_code", "resend_sms", "poll_review"]
+
+
+# -- the administration failing ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+async def test_5xx_and_429_are_retryable_and_say_what_failed(gateway: Gateway, status: int) -> None:
+    gateway.sim.fail_next(1, status)
+    with pytest.raises(ApplicationError) as raised:
+        await gateway.env.run(gateway.activities.submit_to_administration, SUBMISSION)
+    assert (raised.value.type, raised.value.non_retryable) == ("RegulatorUnavailable", False)
+    assert f"HTTP {status}" in str(raised.value)
+    assert gateway.sms.messages == []  # nothing was created, nobody texted
+
+
+async def test_a_hanging_administration_times_out_retryably(gateway: Gateway) -> None:
+    impatient = RegulatorActivities(gateway.sim.url, API_KEY, timeout=0.3)
+    gateway.sim.hang_next(1)
+    try:
+        with pytest.raises(ApplicationError) as raised:
+            await gateway.env.run(impatient.submit_to_administration, SUBMISSION)
+    finally:
+        gateway.sim.clear_faults()
+        await impatient.aclose()
+    assert (raised.value.type, raised.value.non_retryable) == ("RegulatorUnavailable", False)
+    assert "Timeout" in str(raised.value)
+
+
+async def test_a_truncated_receipt_is_a_retryable_malformed_answer_and_the_retry_texts_nobody_again(
+    gateway: Gateway,
+) -> None:
+    gateway.sim.malformed_next(1)
+    with pytest.raises(ApplicationError) as raised:
+        await gateway.env.run(gateway.activities.submit_to_administration, SUBMISSION)
+    assert (raised.value.type, raised.value.non_retryable) == ("RegulatorMalformedResponse", False)
+    assert "submit" in str(raised.value) and "not JSON" in str(raised.value)
+    receipt = await gateway.env.run(gateway.activities.submit_to_administration, SUBMISSION)
+    assert receipt.submission_id.startswith("sub_")
+    assert len(gateway.sms.messages_to(MOBILE)) == 1
+
+
+async def test_a_truncated_poll_answer_is_never_taken_for_a_verdict(gateway: Gateway) -> None:
+    submission_id = await gateway.submitted_and_verified()
+    await gateway.sim_post(f"/sim/submissions/{submission_id}/decide", {"decision": "approved"})
+    gateway.sim.malformed_next(1, method="GET")
+    ref = SubmissionRef(submission_id=submission_id)
+    with pytest.raises(ApplicationError) as raised:
+        await gateway.env.run(gateway.activities.poll_review, ref)
+    assert (raised.value.type, raised.value.non_retryable) == ("RegulatorMalformedResponse", False)
+    verdict = await gateway.env.run(gateway.activities.poll_review, ref)
+    assert verdict.decision is ReviewDecision.APPROVED
+
+
+class _Canned:
+    """A regulator answering every request with one fixed 200 JSON body (a shape it should never send)."""
+
+    def __init__(self, body: object) -> None:
+        self.body = body
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=self.body)
+
+
+@pytest.mark.parametrize(
+    ("activity", "body", "problem"),
+    [
+        ("submit_to_administration", {"status": "awaiting_sms"}, "submission_id"),
+        ("submit_to_administration", {"submission_id": "sub_1", "received_at": "yesterday"}, "received_at"),
+        ("verify_sms_code", {"outcome": "maybe"}, "outcome"),
+        ("poll_review", {"status": "rejected", "reasons": "证件不清晰"}, "reasons"),
+        ("poll_review", {"status": "approved", "decided_at": "soon"}, "decided_at"),
+        ("poll_review", ["approved"], "not an object"),
+    ],
+)
+async def test_an_answer_of_the_wrong_shape_is_retryable_and_names_the_field(
+    activity: str, body: object, problem: str
+) -> None:
+    gateway = RegulatorActivities("http://regulator.test", API_KEY)
+    gateway._http = httpx.AsyncClient(
+        base_url="http://regulator.test", transport=httpx.MockTransport(_Canned(body).handler)
+    )
+    arg = {
+        "submit_to_administration": SUBMISSION,
+        "verify_sms_code": SmsCode(submission_id="sub_1", code="123456"),
+        "poll_review": SubmissionRef(submission_id="sub_1"),
+    }[activity]
+    try:
+        with pytest.raises(ApplicationError) as raised:
+            await ActivityEnvironment().run(getattr(gateway, activity), arg)
+    finally:
+        await gateway.aclose()
+    assert (raised.value.type, raised.value.non_retryable) == ("RegulatorMalformedResponse", False)
+    assert problem in str(raised.value)
