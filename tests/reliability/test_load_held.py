@@ -57,9 +57,14 @@ SAMPLE_EVERY_S = 10.0
 WARMUP_S = min(120.0, LOAD_SECONDS / 4)
 WINDOW_S = min(60.0, (LOAD_SECONDS - WARMUP_S) / 3)
 
-# The bounds (MiB, last-minute median minus first-minute-after-warm-up median, over eight minutes of load). See
-# the module docstring; the measurements behind the figures are in the commit that set them.
-WORKER_GROWTH_BOUND_MIB = 24.0
+# The bounds (MiB: last-minute median minus first-minute-after-warm-up median). Measured on a shared 2-core machine
+# at load average 5-18 (600 s, 4 clients, PostgreSQL, 230 orders): the worker went 309 -> 320 (+11.3; slope
+# +1.2 MiB/min, flat, -0.3, over the last four minutes: a plateau), sawtoothing 302-323 (likely each order's JPEGs
+# decoded in worker threads), so two unlucky medians alone can differ by ~20; the API went 265 -> 269 (+4.3; slope
+# +0.6 MiB/min), within 263-270 (its /v1/stats scan grows with the read model). Each bound is about three times the
+# growth measured and clear of the worker's sawtooth; the windows' centres are 7 minutes apart, so a leak of
+# ~5 MiB/min in the worker (~200 KiB per order at that pace) or ~2.5 MiB/min in the API fails the test.
+WORKER_GROWTH_BOUND_MIB = 32.0
 API_GROWTH_BOUND_MIB = 16.0
 
 ARTIFACT = ROOT / "tests" / "artifacts" / "load_held.json"
