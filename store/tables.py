@@ -84,11 +84,15 @@ class OrderRow(Base):
     review_due_at: Mapped[datetime | None]
     notice_reference: Mapped[str | None] = mapped_column(String(64))
 
+    # Each list filter with the list's order (newest placed first), and every column the counts group by (so
+    # counting reads only that index): see store/migrations/versions/0002_list_and_count_indexes.py.
     __table_args__ = (
-        Index("ix_orders_stage_status", "stage", "status"),
-        Index("ix_orders_province", "province"),
-        Index("ix_orders_kind", "kind"),
-        Index("ix_orders_overdue", "overdue"),
+        Index("ix_orders_stage_placed_at", "stage", "placed_at"),
+        Index("ix_orders_status_placed_at", "status", "placed_at"),
+        Index("ix_orders_province_placed_at", "province", "placed_at"),
+        Index("ix_orders_kind_placed_at", "kind", "placed_at"),
+        Index("ix_orders_overdue_placed_at", "overdue", "placed_at"),
+        Index("ix_orders_counts", "stage", "status", "province", "kind", "overdue"),
         Index("ix_orders_filing_number", "filing_number"),
         Index("ix_orders_entity_filing_number", "entity_filing_number"),
         Index("ix_orders_placed_at", "placed_at"),

@@ -41,7 +41,7 @@ async def test_upgrade_twice_is_harmless_and_records_the_head_revision(database_
             tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
     finally:
         await engine.dispose()
-    assert version == "0001"
+    assert version == "0002"
     assert {"orders", "order_events", "outbox", "filings", "archived_documents"} <= tables
 
 
