@@ -66,6 +66,8 @@ def create_app(
         try:
             yield
         finally:
+            if (snapshot := getattr(app.state, "stats_snapshot", None)) is not None:
+                await snapshot.close()
             for close in reversed(closers):
                 await close()
             closers.clear()

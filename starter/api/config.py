@@ -61,6 +61,9 @@ class ApiSettings(Settings):
     )
     api_action_timeout_seconds: float = Field(default=30.0, gt=0, description="longest wait for an order's answer")
     api_dashboard_refresh_seconds: int = Field(default=15, ge=1, le=3600)
+    api_stats_max_age_seconds: float = Field(
+        default=15.0, ge=0, le=3600, description="GET /v1/stats answers a snapshot at most this old (0: fresh)"
+    )
     # Origins allowed to call the codec server from a browser (the Temporal Web UI).
     api_codec_cors_origins: list[str] = Field(default=["http://127.0.0.1:8233", "http://localhost:8233"])
 

@@ -27,7 +27,7 @@ from models.stages import Actor, Stage, Status, WaitingOn
 from starter.api import create_app
 from starter.api.config import DEV_TOKENS, ApiSettings, Role, TokenSpec, hash_token
 from starter.api.documents import safe_filename
-from starter.api.stats import stage_times
+from starter.api.stats import StatsSnapshot, stage_times
 from starter.client import OrderClient
 from store import queries
 from store.tables import OrderEventRow, OrderRow
@@ -53,8 +53,10 @@ BACKEND, SUPPORT, VIEWER = auth("backend"), auth("support"), auth("viewer")
 
 
 def dev_settings(stack: Stack, **overrides: Any) -> ApiSettings:
-    """The stack's settings with the development tokens, whatever the environment says."""
-    return ApiSettings(**(stack.settings.model_dump() | {"api_tokens": None} | overrides))
+    """The stack's settings with the development tokens, whatever the environment says, and stats computed for
+    every request (the tests read them right after changing orders)."""
+    fresh = {"api_tokens": None, "api_stats_max_age_seconds": 0}
+    return ApiSettings(**(stack.settings.model_dump() | fresh | overrides))
 
 
 @pytest.fixture(scope="session")
@@ -906,6 +908,52 @@ async def test_median_days_in_stage_come_from_the_audit_trail(db_sessions: Sessi
         Stage.DOCUMENT_COLLECTION: 2,
         Stage.AUTHENTICITY_VERIFICATION: 1,
     }
+
+
+async def test_stats_snapshot_is_reused_within_its_max_age_and_refreshed_in_the_background_after(
+    db_sessions: Sessions,
+) -> None:
+    t0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+
+    async def add_order(n: int) -> None:
+        async with db_sessions() as session, session.begin():
+            session.add(
+                OrderRow(
+                    order_id=f"snap-{n}",
+                    workflow_id=f"icp-snap-{n}",
+                    kind="website",
+                    province="beijing",
+                    filing_number=f"京ICP备{10000000 + n}号-1",
+                    entity_filing_number=f"京ICP备{10000000 + n}号",
+                    stage=Stage.DOCUMENT_COLLECTION.value,
+                    status=Status.ACTIVE.value,
+                    waiting_on=WaitingOn.APPLICANT.value,
+                    overdue=False,
+                    placed_at=t0,
+                    updated_at=t0,
+                    last_seq=1,
+                )
+            )
+
+    await add_order(1)
+    snapshot = StatsSnapshot(max_age=3600)
+    first = await snapshot.get(db_sessions)
+    await add_order(2)
+    assert (await snapshot.get(db_sessions)) is first  # within its max age: the same snapshot, no query
+    assert first.total == 1 and first.as_of is not None
+
+    snapshot.max_age = 1e-9  # now stale: answered at once, refreshed behind the answer
+    assert (await snapshot.get(db_sessions)) is first
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        snapshot.max_age = 3600
+        if (latest := await snapshot.get(db_sessions)) is not first:
+            break
+    assert latest.total == 2 and latest.as_of is not None and latest.as_of >= first.as_of
+    await snapshot.close()
+
+    fresh = StatsSnapshot(max_age=0)  # 0: computed for every call
+    assert (await fresh.get(db_sessions)) is not (await fresh.get(db_sessions))
 
 
 async def test_healthz_reports_temporal_and_the_database_reachable(http: httpx.AsyncClient) -> None:
