@@ -501,3 +501,104 @@ def _cli_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return out.strip()
+
+
+@dataclass
+class ApiProcess:
+    """The HTTP API as production runs it: ``uvicorn --factory starter.api:create_default_app`` in a subprocess on
+    loopback, configured by ``ICPFLOW_*`` variables, with the development tokens (dev-backend, dev-support,
+    dev-viewer). Its own interpreter and event loop: the bench's clients do not share its CPU or GIL."""
+
+    settings: Settings
+    root: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log_name: str = field(default_factory=lambda: f"api-{uuid.uuid4().hex[:6]}.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "server": "uvicorn (one process, --no-access-log) on 127.0.0.1",
+            "app": "starter.api:create_default_app",
+            "tokens": "development tokens (ICPFLOW_API_TOKENS unset)",
+        }
+
+    async def start(self, timeout: float = 60) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "ICPFLOW_API_TOKENS"}
+        env |= settings_env(self.settings)
+        args = [
+            sys.executable, "-m", "uvicorn", "--factory", "starter.api:create_default_app",
+            "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        self.proc = spawn(args, log=self.root / self.log_name, env=env)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with httpx.AsyncClient(base_url=self.url, timeout=5) as http:
+            while True:
+                if self.proc.poll() is not None:
+                    tail = (self.root / self.log_name).read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"the API exited ({self.proc.returncode}):\n{tail}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get("/healthz")).status_code == 200:
+                        return
+                if loop.time() > deadline:
+                    raise TimeoutError("the API did not answer /healthz in time")
+                await asyncio.sleep(0.2)
+
+    async def stop(self) -> None:
+        await _terminate(self.proc)
+        self.proc = None
+
+
+@dataclass
+class ApiStack:
+    """What the HTTP API scenarios run against: the simulators, the read model, the dev server, the real worker
+    (subprocess) and the API (subprocess), all started; see :func:`api_stack`."""
+
+    client: Client
+    settings: Settings
+    outside: Outside
+    server: DevServer
+    worker: WorkerProcess
+    api: ApiProcess
+    read_model: str
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "api": self.api.describe(),
+            "worker": "subprocess (python -m bench.worker_proc), SDK default workflow cache",
+            "read_model": self.read_model,
+            "server": self.server.describe(),
+            "outside": self.outside.describe(),
+        }
+
+
+@contextlib.asynccontextmanager
+async def api_stack(root: Path, *, kind: str, sms_window: timedelta, runner: str) -> AsyncIterator[ApiStack]:
+    """Start everything an API scenario needs, and stop it all afterwards (also when the scenario fails)."""
+    outside = await Outside.start(sms_window=sms_window)
+    try:
+        async with read_model(kind, root) as (model_kind, url):
+            server = DevServer(root)
+            settings = bench_settings(root, outside, server.address, url)
+            client = await server.start(settings)
+            worker = WorkerProcess(settings, root, baseline=False, workflow_runner=runner)
+            api = ApiProcess(settings, root)
+            try:
+                await worker.start()
+                await api.start()
+                yield ApiStack(client, settings, outside, server, worker, api, model_kind)
+            finally:
+                await api.stop()
+                await worker.stop()
+                await server.stop()
+    finally:
+        await outside.stop()

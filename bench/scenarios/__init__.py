@@ -57,7 +57,7 @@ class Scenario:
 
 
 # The order `python -m bench` runs them in.
-ALL = ("throughput", "memory", "history", "open_orders", "profile")
+ALL = ("throughput", "memory", "history", "open_orders", "profile", "api_latency", "dashboard", "messages")
 
 
 def get(name: str) -> Scenario:
