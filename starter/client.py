@@ -13,7 +13,9 @@ from typing import Any
 
 from temporalio.client import (
     Client,
+    WorkflowContinuedAsNewError,
     WorkflowExecutionStatus,
+    WorkflowFailureError,
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
@@ -152,8 +154,20 @@ class OrderClient:
     # ---------------------------------------------------------------- reading
 
     async def state(self, order_id: str) -> OrderState:
-        """The order's live state, or its final state once it has ended."""
-        handle = await self._handle(order_id, running_only=False)
+        """The order's live state, or its final state once it has ended.
+
+        A live order answers a query. An ended one returns its final state as the workflow's result, read from the
+        history's close event: a query on a closed workflow would make a worker replay its whole history (about
+        1.5 s under load, against a few ms for the result). Only a run that ended without a result (terminated or
+        timed out by an operator) is still queried."""
+        handle, running = await self._locate(order_id, running_only=False)
+        if not running:
+            try:
+                ended = self.client.get_workflow_handle(handle.id, run_id=handle.run_id, result_type=OrderState)
+                final: OrderState = await ended.result(follow_runs=False)
+                return final
+            except (WorkflowFailureError, WorkflowContinuedAsNewError):
+                pass
         return await self._query(handle)
 
     async def handle(self, order_id: str) -> WorkflowHandle[Any, Any]:
@@ -225,6 +239,11 @@ class OrderClient:
         raise AssertionError("unreachable")
 
     async def _handle(self, order_id: str, *, running_only: bool) -> WorkflowHandle[Any, Any]:
+        handle, _ = await self._locate(order_id, running_only=running_only)
+        return handle
+
+    async def _locate(self, order_id: str, *, running_only: bool) -> tuple[WorkflowHandle[Any, Any], bool]:
+        """The order's workflow run, and whether it is still running."""
         workflow_ids = await self._workflow_ids(order_id)
         for workflow_id in workflow_ids:
             handle = self.client.get_workflow_handle(workflow_id)
@@ -235,7 +254,7 @@ class OrderClient:
             running = desc.status == WorkflowExecutionStatus.RUNNING
             if desc.typed_search_attributes.get(search.ORDER_ID) == order_id:
                 if running or not running_only:
-                    return handle
+                    return handle, running
                 raise ActionRefused(f"order {order_id} has ended ({_status_name(desc.status)})")
             # The filing has moved on to a newer order: find this order's own (closed) run.
             async for execution in self.client.list_workflows(
@@ -244,7 +263,7 @@ class OrderClient:
             ):
                 if running_only:
                     raise ActionRefused(f"order {order_id} has ended")
-                return self.client.get_workflow_handle(workflow_id, run_id=execution.run_id)
+                return self.client.get_workflow_handle(workflow_id, run_id=execution.run_id), False
         raise OrderNotFound(f"no order {order_id}")
 
     async def _workflow_ids(self, order_id: str) -> Sequence[str]:
