@@ -69,6 +69,7 @@ async def run(ctx: Context) -> dict[str, Any]:
     n = (ctx.options.get("orders") or [1_000 if ctx.tiny else 100_000])[-1]
     repeats = 3 if ctx.tiny else 30
     walk_limit = 100
+    walk_budget: float = ctx.options.get("budget_s") or (30.0 if ctx.tiny else 40.0)
     ctx.log(f"dashboard: generating {n:,} orders")
     t0 = time.monotonic()
     rows = generate(n)
@@ -78,7 +79,7 @@ async def run(ctx: Context) -> dict[str, Any]:
     try:
         for kind in ("postgres", "sqlite"):
             async with read_model(kind, ctx.work_dir) as (model_kind, url):
-                backends[model_kind] = await _one_backend(ctx, outside, url, rows, repeats, walk_limit)
+                backends[model_kind] = await _one_backend(ctx, outside, url, rows, repeats, (walk_limit, walk_budget))
     finally:
         await outside.stop()
     worst = max(
@@ -97,6 +98,7 @@ async def run(ctx: Context) -> dict[str, Any]:
             "client": "one httpx client, requests one after another, viewer token",
             "repeats_per_filter": repeats,
             "walk_page_size": walk_limit,
+            "walk_budget_s": walk_budget,
             "seed": "bench/seed.py (deterministic): a year of orders, weighted provinces and kinds, ended and "
             "open stages, paused and overdue orders, ~9 audit events per order",
         },
@@ -104,7 +106,7 @@ async def run(ctx: Context) -> dict[str, Any]:
 
 
 async def _one_backend(
-    ctx: Context, outside: Outside, url: str, rows: Any, repeats: int, walk_limit: int
+    ctx: Context, outside: Outside, url: str, rows: Any, repeats: int, walk: tuple[int, float]
 ) -> dict[str, Any]:
     engine = db.create_engine(url)
     server = DevServer(ctx.work_dir / f"temporal-{engine.dialect.name}")
@@ -118,7 +120,7 @@ async def _one_backend(
         try:
             async with httpx.AsyncClient(base_url=api.url, headers=VIEWER, timeout=120) as http:
                 stats_cold_ms = await _cold_stats(engine)
-                figures = await _measure(http, filters(seeded.sample), repeats, walk_limit)
+                figures = await _measure(http, filters(seeded.sample), repeats, walk)
                 figures["stats_first_request_ms"] = figures.pop("stats_first")
         finally:
             await api.stop()
@@ -144,7 +146,7 @@ async def _cold_stats(engine: Any) -> float:
 
 
 async def _measure(
-    http: httpx.AsyncClient, cases: dict[str, dict[str, Any]], repeats: int, walk: int
+    http: httpx.AsyncClient, cases: dict[str, dict[str, Any]], repeats: int, walk_spec: tuple[int, float]
 ) -> dict[str, Any]:
     async def get(path: str, params: dict[str, str] | None = None) -> httpx.Response:
         response = await http.get(path, params=params)
@@ -156,7 +158,9 @@ async def _measure(
         await get("/v1/orders", _params(f))  # warm the path once
         times = [(await latency.timed(lambda f=f: get("/v1/orders", _params(f))))[1] for _ in range(repeats)]  # type: ignore[misc]
         listed[name] = latency.summary(times)
-    # Deep pages: the whole list, page after page, by cursor.
+    # Deep pages: the whole list, page after page, by cursor (until the walk's time budget is spent).
+    walk, budget = walk_spec
+    stop_at = time.monotonic() + budget
     by_depth: dict[str, list[float]] = {}
     every: list[float] = []
     cursor: str | None = None
@@ -170,7 +174,7 @@ async def _measure(
         by_depth.setdefault(bucket, []).append(ms)
         cursor = response.json()["next_cursor"]
         page += 1
-        if cursor is None:
+        if cursor is None or time.monotonic() > stop_at:
             break
     stats_first = (await latency.timed(lambda: get("/v1/stats")))[1]
     stats_times = [(await latency.timed(lambda: get("/v1/stats")))[1] for _ in range(repeats)]
@@ -178,6 +182,7 @@ async def _measure(
         "list": listed,
         "deep_pages": {
             "pages": page,
+            "whole_list": cursor is None,
             "page_size": walk,
             "all": latency.summary(every),
             "by_depth": {k: latency.summary(v) for k, v in by_depth.items()},
