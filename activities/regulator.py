@@ -185,7 +185,7 @@ class RegulatorActivities:
             raise ApplicationError(
                 f"could not {what}: the administration at {self.base_url} did not answer ({e!r})",
                 type="RegulatorUnavailable",
-            ) from e
+            ) from None  # the message names the cause; the workflow shows an error's innermost cause
         status = response.status_code
         if status >= 500 or status == 429:
             raise ApplicationError(
@@ -225,7 +225,7 @@ class RegulatorActivities:
         try:
             body = response.json()
         except ValueError as e:
-            raise _malformed(response, what, f"not JSON ({e})") from e
+            raise _malformed(response, what, f"not JSON ({e})") from None
         if not isinstance(body, dict):
             raise _malformed(response, what, f"a JSON {type(body).__name__}, not an object")
         return body
@@ -237,7 +237,7 @@ class RegulatorActivities:
             return model.model_validate(body)
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}" for err in e.errors())
-            raise _malformed(response, what, problems) from e
+            raise _malformed(response, what, problems) from None
 
 
 def _malformed(response: httpx.Response, what: str, problem: str) -> ApplicationError:

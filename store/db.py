@@ -64,7 +64,7 @@ async def reaching(what: str) -> AsyncIterator[None]:
         if is_unavailable(e):
             raise DatabaseUnavailable(
                 f"could not {what}: the app database is unreachable ({type(e).__name__}: {e})"
-            ) from e
+            ) from None  # the message names the cause; the workflow shows an error's innermost cause
         raise
 
 
