@@ -8,7 +8,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from models.documents import DocumentKind, DocumentRef, DocumentStatus
-from models.order import Frozen, OrderKind, Province
+from models.order import Frozen, OrderKind, PlaceOrder, Province
 from models.stages import Actor, Stage, Status, WaitingOn
 
 
@@ -131,6 +131,24 @@ class OrderState(BaseModel):
     runs: int = 1
     dependency_waits: list[DependencyWait] = Field(default_factory=list)
     notification_failures: list[NotificationFailure] = Field(default_factory=list)
+
+    @classmethod
+    def placed(cls, order: PlaceOrder, workflow_id: str, at: datetime) -> OrderState:
+        """An order's state the instant its workflow started (``at``: the execution's start time). The workflow
+        starts from exactly this, so a caller that started it can answer without waiting for a worker."""
+        return cls(
+            order_id=order.order_id,
+            workflow_id=workflow_id,
+            kind=order.kind,
+            filing_number=order.filing_number,
+            province=order.province,
+            stage=Stage.VALIDATION,
+            status=Status.ACTIVE,
+            waiting_on=WaitingOn.SYSTEM,
+            placed_at=at,
+            updated_at=at,
+            notice_reference=order.notice.reference if order.notice else None,
+        )
 
     def deadline(self, kind: DeadlineKind) -> Deadline | None:
         return next((d for d in self.deadlines if d.kind is kind), None)

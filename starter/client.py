@@ -108,9 +108,16 @@ class OrderClient:
 
     # ---------------------------------------------------------------- placing
 
-    async def place(self, order: PlaceOrder, *, history_limit: int | None = None) -> OrderState:
+    async def place(
+        self, order: PlaceOrder, *, history_limit: int | None = None, wait_for_worker: bool = True
+    ) -> OrderState:
         """Start the order's workflow. Idempotent per ``order_id``: placing the same order again returns it.
-        A different order for a filing that has one in progress raises OrderConflict naming the existing one."""
+        A different order for a filing that has one in progress raises OrderConflict naming the existing one.
+
+        A new order's state is its workflow's answer to a query, which waits for a worker to run the first task.
+        ``wait_for_worker=False`` answers as soon as the server has stored the start: the state the workflow starts
+        from (``OrderState.placed``, at the execution's start time), so placing costs two server calls however busy
+        the workers are (the API does this)."""
         workflow_id = workflow_id_for(order.filing_key)
         try:
             handle: WorkflowHandle[Any, Any] = await self.client.start_workflow(
@@ -138,7 +145,10 @@ class OrderClient:
             if not (running.stage.terminal and await self._closes_soon(existing)):
                 raise OrderConflict(running.order_id, order.filing_number) from None
             # The previous order had just ended and was finishing its last notice: the filing is free now.
-            return await self.place(order, history_limit=history_limit)
+            return await self.place(order, history_limit=history_limit, wait_for_worker=wait_for_worker)
+        if not wait_for_worker:
+            started = await handle.describe()
+            return OrderState.placed(order, workflow_id, started.start_time)
         return await self._query(handle)
 
     async def _closes_soon(self, handle: WorkflowHandle[Any, Any], within: float = 10.0) -> bool:

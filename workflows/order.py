@@ -90,19 +90,10 @@ class ModificationOrderWorkflow:
     def __init__(self, input: OrderInput) -> None:
         self.order: PlaceOrder = input.order
         self.history_limit = input.history_limit
-        now = workflow.now()
-        self._state: OrderState = input.carried or OrderState(
-            order_id=input.order.order_id,
-            workflow_id=workflow.info().workflow_id,
-            kind=input.order.kind,
-            filing_number=input.order.filing_number,
-            province=input.order.province,
-            stage=Stage.VALIDATION,
-            status=Status.ACTIVE,
-            waiting_on=WaitingOn.SYSTEM,
-            placed_at=now,
-            updated_at=now,
-            notice_reference=input.order.notice.reference if input.order.notice else None,
+        info = workflow.info()
+        # Placed when the execution started: the same instant the starter sees, so it can answer at once.
+        self._state: OrderState = input.carried or OrderState.placed(
+            input.order, info.workflow_id, info.workflow_start_time
         )
         if input.carried is not None:
             self._state.runs += 1

@@ -81,7 +81,7 @@ async def _start(ctx: ApiContext, order: PlaceOrder) -> tuple[OrderDetail, bool]
         return await load_order(ctx, order.order_id), False
     # Not in the read model yet, but perhaps just started: the filing's running workflow says whose it is.
     running = await _running_order_id(ctx, order)
-    state = await ctx.orders.place(order)
+    state = await ctx.orders.place(order, wait_for_worker=False)
     return from_workflow(state), running != order.order_id
 
 

@@ -157,7 +157,29 @@ async def test_placing_an_order_answers_201_with_its_live_state(http: httpx.Asyn
     assert placed["order_id"] == order.order_id
     assert placed["filing_number"] == order.filing_number
     assert placed["source"] == "workflow"
-    assert placed["stage"] in {s.value for s in Stage}
+    assert (placed["stage"], placed["status"]) == (Stage.VALIDATION.value, Status.ACTIVE.value)
+    # The answer is the state the workflow starts from: the live order agrees on when it was placed.
+    live = await driver.state(order.order_id)
+    assert datetime.fromisoformat(placed["placed_at"]) == live.placed_at
+    assert placed["workflow_id"] == live.workflow_id
+
+
+async def test_placing_answers_without_waiting_for_a_worker(
+    temporal_env: WorkflowEnvironment, stack: Stack, orders: OrderClient
+) -> None:
+    """A busy or absent worker does not hold up placement: the server has stored the start, which is the answer.
+    Here no worker polls the order's task queue at all."""
+    idle = OrderClient(
+        temporal_env.client, task_queue=f"icp-no-worker-{uuid.uuid4().hex[:8]}", read_model=orders.read_model
+    )
+    app = create_app(dev_settings(stack), order_client=idle, sessions=orders.read_model)
+    order = new_order([ChangeField.SERVICE_PERSON_IN_CHARGE])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE, timeout=60) as client:
+        response = await asyncio.wait_for(client.post("/v1/orders", json=body(order), headers=BACKEND), 30)
+    assert response.status_code == 201, response.text
+    assert response.json()["stage"] == Stage.VALIDATION.value
+    handle = temporal_env.client.get_workflow_handle(response.json()["workflow_id"])
+    await handle.terminate("test: nobody will run it")
 
 
 async def test_placing_the_same_order_again_answers_200_with_the_same_order(
