@@ -867,10 +867,17 @@ def test_tokens_are_configured_as_json_in_the_environment(monkeypatch: pytest.Mo
 # ============================================================================================ stats, health, metrics
 
 
-async def test_stats_count_orders_and_report_median_days_in_stage(http: httpx.AsyncClient, driver: Driver) -> None:
+async def test_stats_count_orders_and_report_median_days_in_stage(
+    http: httpx.AsyncClient, driver: Driver, orders: OrderClient
+) -> None:
     order = new_order([ChangeField.SERVICE_PERSON_IN_CHARGE])
     await place(http, driver, order)
     await until_stage(http, order.order_id, Stage.DOCUMENT_COLLECTION)
+    # Stats read the read model, which the transition's activity writes a moment after the workflow moved on.
+    for _ in range(300):
+        if (await until_recorded(orders, order.order_id)).stage is Stage.DOCUMENT_COLLECTION:
+            break
+        await asyncio.sleep(0.05)
     response = await http.get("/v1/stats", headers=VIEWER)
     assert response.status_code == 200, response.text
     stats = response.json()
