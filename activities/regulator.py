@@ -11,13 +11,17 @@ How failures reach the workflow (it relies on this):
   verdict. Every call is idempotent at the administration (the submission by its key, a verified code stays
   verified, a poll only reads), so asking again is safe;
 - ``poll_review`` while the review runs → retryable ``ApplicationError(type="ReviewPending")``, so one activity
-  with a flat retry interval does the polling and the workflow history does not grow with the wait.
+  with a flat retry interval does the polling and the workflow history does not grow with the wait. An outage
+  during the poll is told apart from "pending": it is retried with a bounded backoff (1 s → 5 min, via
+  ``next_retry_delay``), its start is kept in the heartbeat details (they carry over to the next attempt), and once
+  it has lasted the input's ``patience`` the poll fails with the non-retryable ``RegulatorOutage`` (details:
+  ``{"since": ISO instant, "last_error": the adapter's message}``), so the workflow shows the wait and alerts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 
 import httpx
@@ -27,6 +31,8 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from models.activity_io import (
     ReviewDecision,
+    ReviewPoll,
+    ReviewPollResult,
     ReviewVerdict,
     SmsCode,
     SmsCodeOutcome,
@@ -40,6 +46,10 @@ from models.settings import Settings
 MALFORMED = "RegulatorMalformedResponse"
 REVIEW_PENDING = "ReviewPending"
 NOT_UNDER_REVIEW = "NotUnderReview"
+REGULATOR_OUTAGE = "RegulatorOutage"
+# The review poll's backoff while the administration is down: as the workflow's other activities (DEPENDENCY_RETRY).
+OUTAGE_BACKOFF_MIN = timedelta(seconds=1)
+OUTAGE_BACKOFF_MAX = timedelta(minutes=5)
 _DECIDED = {"approved": ReviewDecision.APPROVED, "rejected": ReviewDecision.REJECTED}
 _NOT_UNDER_REVIEW = {"awaiting_sms", "returned", "expired"}
 
@@ -142,10 +152,26 @@ class RegulatorActivities:
         self._json(response, "resend the SMS code")
 
     @activity.defn(name="poll_review")
-    async def poll_review(self, request: SubmissionRef) -> ReviewVerdict:
+    async def poll_review(self, request: ReviewPoll) -> ReviewVerdict | ReviewPollResult:
         """The administration's verdict once it exists. Until then raises the retryable ``ReviewPending``
-        (schedule with a flat retry policy and no attempt limit)."""
-        response = await self._call("GET", f"/v1/submissions/{request.submission_id}", "poll the review")
+        (schedule with a flat retry policy and no attempt limit). An outage is retried with a bounded backoff and
+        reported with the non-retryable ``RegulatorOutage`` once it has lasted ``request.patience`` (see
+        ``ReviewPoll``); polling again after that (``outage_since`` set), the answer is a ``ReviewPollResult``."""
+        try:
+            verdict = await self._review(request.submission_id)
+        except ApplicationError as e:
+            if e.type == REVIEW_PENDING:
+                _outage_over()
+                if request.outage_since is not None:
+                    return ReviewPollResult(verdict=None)
+                raise
+            if e.non_retryable:
+                raise
+            _outage_attempt(request, e)
+        return verdict if request.outage_since is None else ReviewPollResult(verdict=verdict)
+
+    async def _review(self, submission_id: str) -> ReviewVerdict:
+        response = await self._call("GET", f"/v1/submissions/{submission_id}", "poll the review")
         review = self._parse(response, _Review, "poll the review")
         status = review.status
         if status in _DECIDED:
@@ -157,14 +183,13 @@ class RegulatorActivities:
             raise ApplicationError("review pending", type=REVIEW_PENDING, category=ApplicationErrorCategory.BENIGN)
         if status in _NOT_UNDER_REVIEW:
             raise ApplicationError(
-                f"submission {request.submission_id} is {status}, not under review: the SMS verification did not "
-                "complete",
+                f"submission {submission_id} is {status}, not under review: the SMS verification did not complete",
                 type=NOT_UNDER_REVIEW,
                 non_retryable=True,
             )
         # An unknown status is the administration changing its API: keep retrying (and alerting) rather than
         # dropping an order that may still be approved.
-        raise ApplicationError(f"unexpected review status {status!r} for submission {request.submission_id}")
+        raise ApplicationError(f"unexpected review status {status!r} for submission {submission_id}")
 
     # -- HTTP --------------------------------------------------------------------------------------------------
 
@@ -238,6 +263,47 @@ class RegulatorActivities:
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}" for err in e.errors())
             raise _malformed(response, what, problems) from None
+
+
+def _outage_attempt(request: ReviewPoll, error: ApplicationError) -> NoReturn:
+    """One poll attempt met an outage: retry it with a bounded backoff, or give up for the workflow to report it once
+    it has lasted ``request.patience``. Durations use the server's clock (the attempt's scheduled time), the one the
+    workflow's deadlines and a test's skipped clock use."""
+    if request.patience is None:
+        raise error  # an input from before outages were reported: retried at the poll interval, as then
+    info = activity.info()
+    now = info.current_attempt_scheduled_time
+    since = _recorded_outage_start(info.heartbeat_details, request.outage_since) or now
+    activity.heartbeat({"outage_since": since.isoformat()})  # the next attempt reads it
+    lasted = max(now - since, timedelta(0))
+    if lasted >= request.patience:
+        raise ApplicationError(
+            f"the administration has not answered the review poll for {lasted} (since {since.isoformat()}); "
+            f"last error: {error.message}",
+            {"since": since.isoformat(), "last_error": error.message, "type": error.type},
+            type=REGULATOR_OUTAGE,
+            non_retryable=True,
+        )
+    # Back off as long as the outage has lasted (so 1 s, 1 s, 2 s, 4 s …), at most 5 min, and come back in time to
+    # report it once patience runs out.
+    delay = min(max(lasted, OUTAGE_BACKOFF_MIN), OUTAGE_BACKOFF_MAX, max(request.patience - lasted, OUTAGE_BACKOFF_MIN))
+    raise ApplicationError(error.message, *error.details, type=error.type, next_retry_delay=delay) from None
+
+
+def _recorded_outage_start(details: Sequence[Any], reported: datetime | None) -> datetime | None:
+    """When the outage began: as an earlier attempt of this poll recorded it (None once the administration answered
+    again), else as the workflow reported it, else unknown (it begins now)."""
+    if details and isinstance(details[0], dict) and "outage_since" in details[0]:
+        recorded = details[0]["outage_since"]
+        return datetime.fromisoformat(recorded) if isinstance(recorded, str) else None
+    return reported
+
+
+def _outage_over() -> None:
+    """The administration answered: forget an outage an earlier attempt recorded, so a later one starts afresh."""
+    details = activity.info().heartbeat_details
+    if details and isinstance(details[0], dict) and details[0].get("outage_since") is not None:
+        activity.heartbeat({"outage_since": None})
 
 
 def _malformed(response: httpx.Response, what: str, problem: str) -> ApplicationError:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import Field
@@ -106,6 +106,26 @@ class ReviewVerdict(Frozen):
     decision: ReviewDecision
     reasons: list[str] = Field(default_factory=list)
     decided_at: datetime | None = None
+
+
+class ReviewPoll(SubmissionRef):
+    """``poll_review``'s input. While the review runs the poll is retried at the poll interval, at no cost in history.
+    An outage (no answer, a 5xx or 429, a malformed answer) is retried with a bounded backoff instead; once it has
+    lasted ``patience`` (counted from ``outage_since`` when polling again after a reported outage), the poll gives up
+    with the non-retryable ``RegulatorOutage`` so the workflow can show the wait and alert support.
+
+    ``patience`` None (an input written before outages were reported) keeps the old behaviour: every failure is
+    retried silently at the poll interval. With ``outage_since`` set, a "still under review" answer is returned as
+    ``ReviewPollResult(verdict=None)`` rather than retried: the workflow learns the outage is over."""
+
+    patience: timedelta | None = None
+    outage_since: datetime | None = None
+
+
+class ReviewPollResult(Frozen):
+    """What a poll after a reported outage returns: the verdict, or None when the review is still running."""
+
+    verdict: ReviewVerdict | None = None
 
 
 class Channel(StrEnum):

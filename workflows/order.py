@@ -33,6 +33,8 @@ with workflow.unsafe.imports_passed_through():
         ReusableDocuments,
         ReusableDocumentsQuery,
         ReviewDecision,
+        ReviewPoll,
+        ReviewPollResult,
         ReviewVerdict,
         SmsCode,
         SmsCodeOutcome,
@@ -78,6 +80,10 @@ with workflow.unsafe.imports_passed_through():
 DEPENDENCY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 ACTIVITY_TIMEOUT = timedelta(seconds=60)
 WRONG_CODE_LIMIT = 5
+# The review poll gives up on an outage with this error type (activities/regulator.py's REGULATOR_OUTAGE).
+REGULATOR_OUTAGE = "RegulatorOutage"
+# Patch ids (docs/replay.md): never reuse one.
+PATCH_DATABASE_OUTAGE_ALERT = "database-outage-alert-for-notices"
 
 
 class _Interrupted(Exception):
@@ -373,28 +379,58 @@ class ModificationOrderWorkflow:
 
     async def _administration_review(self) -> None:
         """Poll the regulator until it decides. The poll is ONE activity retried at the poll interval, so the
-        history does not grow with the length of the review; the overdue escalation is a timer racing it."""
+        history does not grow with the length of the review; the overdue escalation is a timer racing it.
+
+        An outage during the poll is retried inside that activity with a bounded backoff; once it has lasted the
+        timing policy's patience the poll gives up (``RegulatorOutage``), the wait is shown in the state and, past
+        the alert limit, reported to support once; then the order polls again, waiting for the administration to
+        answer at all. History grows by one such round per report of an outage, never per day of review."""
         sub = self._state.current_submission
         assert sub is not None
-        poll = workflow.start_activity(
-            "poll_review",
-            SubmissionRef(submission_id=sub.submission_id),
-            result_type=ReviewVerdict,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RetryPolicy(
-                initial_interval=self.order.timing.review_poll_interval,
-                backoff_coefficient=1.0,
-                maximum_interval=self.order.timing.review_poll_interval,
-                non_retryable_error_types=["NotUnderReview"],
-            ),
-        )
-        due = self._state.deadline(DeadlineKind.REVIEW_DUE)
-        if not self._state.overdue and due is not None:
-            remaining = (due.at - workflow.now()).total_seconds()
-            done, _ = await workflow.wait([poll], timeout=max(remaining, 0.001))
-            if not done:
-                await self._mark_overdue()
-        verdict = await poll
+        timing = self.order.timing
+        outage_since: datetime | None = None
+        patience = timing.dependency_patience
+        while True:
+            request = ReviewPoll(submission_id=sub.submission_id, patience=patience, outage_since=outage_since)
+            poll = workflow.start_activity(
+                "poll_review",
+                request,
+                result_type=ReviewVerdict if outage_since is None else ReviewPollResult,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RetryPolicy(
+                    initial_interval=timing.review_poll_interval,
+                    backoff_coefficient=1.0,
+                    maximum_interval=timing.review_poll_interval,
+                    non_retryable_error_types=["NotUnderReview"],
+                ),
+            )
+            due = self._state.deadline(DeadlineKind.REVIEW_DUE)
+            if not self._state.overdue and due is not None:
+                remaining = (due.at - workflow.now()).total_seconds()
+                done, _ = await workflow.wait([poll], timeout=max(remaining, 0.001))
+                if not done:
+                    await self._mark_overdue()
+            try:
+                answer = await poll
+            except ActivityError as err:
+                outage = _regulator_outage(err)
+                if outage is None:
+                    raise
+                outage_since, last_error = outage
+                await self._dependency_down("poll_review", outage_since, last_error)
+                down_for = workflow.now() - outage_since
+                # Report again when support is due to hear of it, then at doubling intervals (history grows with
+                # the logarithm of a long outage, and the state's last error stays fresh enough).
+                patience = timing.dependency_alert_after if down_for < timing.dependency_alert_after else 2 * down_for
+                continue
+            self._dependency_back("poll_review")
+            if isinstance(answer, ReviewPollResult):
+                if answer.verdict is None:  # the administration answers again, and is still reviewing
+                    outage_since, patience = None, timing.dependency_patience
+                    continue
+                answer = answer.verdict
+            verdict: ReviewVerdict = answer
+            break
         sub.outcome = verdict.decision.value
         if verdict.decision is ReviewDecision.APPROVED:
             await self._enter(
@@ -934,18 +970,27 @@ class ModificationOrderWorkflow:
                 # Retries ran out of time (not a refusal): the party is down, or slower than our patience.
                 if err.retry_state is not RetryState.TIMEOUT and not isinstance(err.cause, ActivityTimeout):
                     raise
-                await self._dependency_down(name, started, _cause(err))
+                await self._dependency_down(name, started, _cause(err), database=_database_down(err))
                 window = timing.dependency_alert_after
                 continue
-            cleared = [w for w in self._state.dependency_waits if w.activity == name]
-            if cleared:
-                self._state.dependency_waits = [w for w in self._state.dependency_waits if w.activity != name]
-                for wait in cleared:
-                    _metrics().dependency_down.record(workflow.now() - wait.since, {"dependency": wait.dependency})
+            self._dependency_back(name)
             return result
 
-    async def _dependency_down(self, activity_name: str, since: datetime, error: str) -> None:
-        dependency = _DEPENDENCIES.get(activity_name, activity_name)
+    def _dependency_back(self, activity_name: str) -> None:
+        """The activity answered: its wait (if any) is over."""
+        cleared = [w for w in self._state.dependency_waits if w.activity == activity_name]
+        if cleared:
+            self._state.dependency_waits = [w for w in self._state.dependency_waits if w.activity != activity_name]
+            for wait in cleared:
+                _metrics().dependency_down.record(workflow.now() - wait.since, {"dependency": wait.dependency})
+
+    async def _dependency_down(
+        self, activity_name: str, since: datetime, error: str, *, database: bool = False
+    ) -> None:
+        """Show the wait (what, since when, the last error); past the alert limit tell support once. ``database``:
+        the activity failed because the app database is down (e.g. a notice's outbox), whatever party it calls."""
+        usual = _DEPENDENCIES.get(activity_name, activity_name)
+        dependency = "database" if database else usual
         previous = next((w for w in self._state.dependency_waits if w.activity == activity_name), None)
         alerted = previous.alerted if previous else False
         wait = DependencyWait(dependency=dependency, activity=activity_name, since=since, last_error=error[:500])
@@ -954,7 +999,13 @@ class ModificationOrderWorkflow:
         self._state.updated_at = workflow.now()
         down_for = workflow.now() - since
         # Support cannot be emailed about the mail relay itself; that outage shows in the state and the metrics.
-        if not alerted and down_for >= self.order.timing.dependency_alert_after and dependency != "notifications":
+        if (
+            not alerted
+            and down_for >= self.order.timing.dependency_alert_after
+            and dependency != "notifications"
+            # A notice waiting on the database was reported as the mail relay's, unalerted, before this patch.
+            and (dependency == usual or workflow.patched(PATCH_DATABASE_OUTAGE_ALERT))
+        ):
             self._state.dependency_waits[-1] = wait.model_copy(update={"alerted": True})
             detail = f"{dependency} has not answered {activity_name} for {down_for}; last error: {error[:300]}"
             await self._alert(f"dependency-down-{dependency}", detail)
@@ -1063,6 +1114,7 @@ _DEPENDENCIES = {
     "submit_to_administration": "regulator",
     "verify_sms_code": "regulator",
     "resend_sms": "regulator",
+    "poll_review": "regulator",
     "send_notification": "notifications",
     "alert_support": "notifications",
     "record_transition": "database",
@@ -1089,9 +1141,45 @@ def _refuse_if(reason: str | None) -> None:
 
 
 def _cause(err: BaseException) -> str:
-    while err.__cause__ is not None:
-        err = err.__cause__
+    """What went wrong, as the wait shows it: the outermost error below Temporal's own wrappers (activity failed,
+    timed out) that says something. That is the adapter's message, which names its cause already; what it chains
+    (a bare ``ReadTimeout``, ``[Errno 111]``) says less. Only Temporal's wrappers with nothing beneath: the
+    innermost of them (e.g. "activity StartToClose timeout" for an attempt that hung)."""
+    current: BaseException | None = err
+    innermost = err
+    while current is not None:
+        if not isinstance(current, ActivityError | ActivityTimeout) and str(current).strip():
+            return _message(current)
+        innermost = current
+        current = current.__cause__
+    return str(innermost)
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, ApplicationError) and not err.message and err.type:
+        return err.type  # an exception raised without a message: its class is all there is
     return str(err)
+
+
+def _database_down(err: BaseException) -> bool:
+    """True when the activity failed because the app database is unreachable (store.db.DatabaseUnavailable)."""
+    current: BaseException | None = err
+    while current is not None:
+        if isinstance(current, ApplicationError) and current.type == "DatabaseUnavailable":
+            return True
+        current = current.__cause__
+    return False
+
+
+def _regulator_outage(err: ActivityError) -> tuple[datetime, str] | None:
+    """(since, last error) when the review poll gave up on an outage (``RegulatorOutage``), else None."""
+    cause = err.cause
+    if not isinstance(cause, ApplicationError) or cause.type != REGULATOR_OUTAGE:
+        return None
+    details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+    since = details.get("since")
+    at = datetime.fromisoformat(since) if isinstance(since, str) else workflow.now()
+    return min(at, workflow.now()), str(details.get("last_error") or cause.message)
 
 
 def _calendar_warning(note: str) -> Violation:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.regulator import RegulatorActivities
+from activities.regulator import REGULATOR_OUTAGE, RegulatorActivities
 from models.activity_io import (
     ReviewDecision,
+    ReviewPoll,
+    ReviewPollResult,
+    ReviewVerdict,
     SmsCode,
     SmsCodeOutcome,
     SubmissionRef,
@@ -22,6 +28,8 @@ from models.activity_io import (
 from models.order import OrderKind, Province
 from simulators.regulator import RegulatorSimulator, code_from_sms
 from simulators.sms_sink import SmsSink
+from starter.codec import data_converter
+from tests.conftest import CODEC_SETTINGS
 
 SID = "AC" + "4" * 32
 TOKEN = "sink-token"
@@ -102,7 +110,7 @@ async def test_an_idempotency_key_reused_for_another_submission_is_non_retryable
 
 async def test_code_from_the_sms_sink_verifies_then_poll_is_pending_until_the_verdict(gateway: Gateway) -> None:
     submission_id = await gateway.submitted_and_verified()
-    ref = SubmissionRef(submission_id=submission_id)
+    ref = ReviewPoll(submission_id=submission_id)
 
     with pytest.raises(ApplicationError) as pending:
         await gateway.env.run(gateway.activities.poll_review, ref)
@@ -111,6 +119,7 @@ async def test_code_from_the_sms_sink_verifies_then_poll_is_pending_until_the_ve
     await gateway.sim_post(f"/sim/submissions/{submission_id}/decide", {"decision": "approved"})
     verdict = await gateway.env.run(gateway.activities.poll_review, ref)
 
+    assert isinstance(verdict, ReviewVerdict)  # a first poll's answer, as before outages were reported
     assert (verdict.decision, verdict.reasons) == (ReviewDecision.APPROVED, [])
     assert verdict.decided_at is not None
 
@@ -121,8 +130,9 @@ async def test_a_rejection_verdict_carries_the_administrations_reasons(gateway: 
         f"/sim/submissions/{submission_id}/decide", {"decision": "rejected", "reasons": ["domain_expired"]}
     )
 
-    verdict = await gateway.env.run(gateway.activities.poll_review, SubmissionRef(submission_id=submission_id))
+    verdict = await gateway.env.run(gateway.activities.poll_review, ReviewPoll(submission_id=submission_id))
 
+    assert isinstance(verdict, ReviewVerdict)
     assert (verdict.decision, verdict.reasons) == (ReviewDecision.REJECTED, ["域名已过期 / Domain expired"])
 
 
@@ -161,7 +171,7 @@ async def test_polling_an_expired_submission_is_non_retryable_not_under_review(g
     await gateway.sim_post(f"/sim/submissions/{receipt.submission_id}/expire")
 
     with pytest.raises(ApplicationError) as raised:
-        await gateway.env.run(gateway.activities.poll_review, SubmissionRef(submission_id=receipt.submission_id))
+        await gateway.env.run(gateway.activities.poll_review, ReviewPoll(submission_id=receipt.submission_id))
 
     assert (raised.value.type, raised.value.non_retryable) == ("NotUnderReview", True)
     assert "expired" in raised.value.message
@@ -182,7 +192,7 @@ async def test_a_wrong_api_key_is_non_retryable_and_says_what_to_fix(gateway: Ga
 
 async def test_an_unknown_submission_is_non_retryable(gateway: Gateway) -> None:
     with pytest.raises(ApplicationError) as raised:
-        await gateway.env.run(gateway.activities.poll_review, SubmissionRef(submission_id="sub_missing"))
+        await gateway.env.run(gateway.activities.poll_review, ReviewPoll(submission_id="sub_missing"))
 
     assert (raised.value.type, raised.value.non_retryable) == ("UnknownSubmission", True)
 
@@ -250,12 +260,12 @@ async def test_a_truncated_poll_answer_is_never_taken_for_a_verdict(gateway: Gat
     submission_id = await gateway.submitted_and_verified()
     await gateway.sim_post(f"/sim/submissions/{submission_id}/decide", {"decision": "approved"})
     gateway.sim.malformed_next(1, method="GET")
-    ref = SubmissionRef(submission_id=submission_id)
+    ref = ReviewPoll(submission_id=submission_id)
     with pytest.raises(ApplicationError) as raised:
         await gateway.env.run(gateway.activities.poll_review, ref)
     assert (raised.value.type, raised.value.non_retryable) == ("RegulatorMalformedResponse", False)
     verdict = await gateway.env.run(gateway.activities.poll_review, ref)
-    assert verdict.decision is ReviewDecision.APPROVED
+    assert isinstance(verdict, ReviewVerdict) and verdict.decision is ReviewDecision.APPROVED
 
 
 class _Canned:
@@ -289,7 +299,7 @@ async def test_an_answer_of_the_wrong_shape_is_retryable_and_names_the_field(
     arg = {
         "submit_to_administration": SUBMISSION,
         "verify_sms_code": SmsCode(submission_id="sub_1", code="123456"),
-        "poll_review": SubmissionRef(submission_id="sub_1"),
+        "poll_review": ReviewPoll(submission_id="sub_1"),
     }[activity]
     try:
         with pytest.raises(ApplicationError) as raised:
@@ -298,3 +308,161 @@ async def test_an_answer_of_the_wrong_shape_is_retryable_and_names_the_field(
         await gateway.aclose()
     assert (raised.value.type, raised.value.non_retryable) == ("RegulatorMalformedResponse", False)
     assert problem in str(raised.value)
+
+
+# -- the review poll: an outage is not "pending" -------------------------------------------------------------------
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+PATIENCE = timedelta(minutes=2)
+
+
+def attempt_at(now: datetime, heartbeat: dict[str, Any] | None = None) -> tuple[ActivityEnvironment, list[Any]]:
+    """An activity environment for one poll attempt scheduled at ``now`` (the server's clock), carrying the heartbeat
+    details an earlier attempt left; the list collects the heartbeats this attempt sends."""
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info, current_attempt_scheduled_time=now, heartbeat_details=[] if heartbeat is None else [heartbeat]
+    )
+    beats: list[Any] = []
+    env.on_heartbeat = lambda *details: beats.append(details[0] if details else None)
+    return env, beats
+
+
+async def _reviewing(gateway: Gateway) -> str:
+    return await gateway.submitted_and_verified()
+
+
+@pytest.mark.parametrize(
+    ("fault", "shown"), [("503", "HTTP 503"), ("malformed", "malformed"), ("hang", "did not answer")]
+)
+async def test_poll_outage_attempt_records_when_it_began_and_retries_after_a_short_backoff_not_the_poll_interval(
+    gateway: Gateway, fault: str, shown: str
+) -> None:
+    submission_id = await _reviewing(gateway)
+    impatient = RegulatorActivities(gateway.sim.url, API_KEY, timeout=0.3)
+    {
+        "503": lambda: gateway.sim.fail_next(1, 503, method="GET"),
+        "malformed": lambda: gateway.sim.malformed_next(1, method="GET"),
+        "hang": lambda: gateway.sim.hang_next(1, method="GET"),
+    }[fault]()
+    env, beats = attempt_at(T0)
+    try:
+        with pytest.raises(ApplicationError) as raised:
+            await env.run(impatient.poll_review, ReviewPoll(submission_id=submission_id, patience=PATIENCE))
+    finally:
+        gateway.sim.clear_faults()
+        await impatient.aclose()
+    assert raised.value.non_retryable is False and raised.value.type != "ReviewPending"
+    assert shown in str(raised.value)
+    assert raised.value.next_retry_delay == timedelta(seconds=1)
+    assert beats == [{"outage_since": T0.isoformat()}]
+
+
+async def test_poll_outage_lasting_backs_off_as_long_as_it_has_lasted_and_wakes_in_time_for_patience(
+    gateway: Gateway,
+) -> None:
+    submission_id = await _reviewing(gateway)
+    request = ReviewPoll(submission_id=submission_id, patience=PATIENCE)
+    delays = []
+    for lasted in (timedelta(seconds=3), timedelta(seconds=40), timedelta(seconds=100)):
+        gateway.sim.fail_next(1, 503, method="GET")
+        env, beats = attempt_at(T0 + lasted, {"outage_since": T0.isoformat()})
+        with pytest.raises(ApplicationError) as raised:
+            await env.run(gateway.activities.poll_review, request)
+        assert raised.value.non_retryable is False
+        assert beats == [{"outage_since": T0.isoformat()}]  # the start is kept, not moved
+        delays.append(raised.value.next_retry_delay)
+    assert delays == [timedelta(seconds=3), timedelta(seconds=40), timedelta(seconds=20)]
+
+
+async def test_poll_outage_past_patience_gives_up_non_retryable_with_since_and_the_last_error(
+    gateway: Gateway,
+) -> None:
+    submission_id = await _reviewing(gateway)
+    gateway.sim.fail_next(1, 503, method="GET")
+    env, _ = attempt_at(T0 + PATIENCE, {"outage_since": T0.isoformat()})
+    with pytest.raises(ApplicationError) as raised:
+        await env.run(gateway.activities.poll_review, ReviewPoll(submission_id=submission_id, patience=PATIENCE))
+    assert (raised.value.type, raised.value.non_retryable) == (REGULATOR_OUTAGE, True)
+    [details] = raised.value.details
+    assert details["since"] == T0.isoformat()
+    assert "could not poll the review" in details["last_error"] and "HTTP 503" in details["last_error"]
+    assert "HTTP 503" in str(raised.value)
+
+
+async def test_poll_again_after_a_reported_outage_counts_from_the_reported_start(gateway: Gateway) -> None:
+    submission_id = await _reviewing(gateway)
+    request = ReviewPoll(submission_id=submission_id, patience=timedelta(minutes=30), outage_since=T0)
+    gateway.sim.fail_next(1, 503, method="GET")
+    env, beats = attempt_at(T0 + timedelta(minutes=5))  # the new poll's first attempt: no heartbeat yet
+    with pytest.raises(ApplicationError) as raised:
+        await env.run(gateway.activities.poll_review, request)
+    assert raised.value.non_retryable is False
+    assert raised.value.next_retry_delay == timedelta(minutes=5)
+    assert beats == [{"outage_since": T0.isoformat()}]
+    gateway.sim.fail_next(1, 503, method="GET")
+    env, _ = attempt_at(T0 + timedelta(minutes=30), {"outage_since": T0.isoformat()})
+    with pytest.raises(ApplicationError) as raised:
+        await env.run(gateway.activities.poll_review, request)
+    assert (raised.value.type, raised.value.non_retryable) == (REGULATOR_OUTAGE, True)
+
+
+async def test_poll_pending_after_an_outage_forgets_it_so_a_later_outage_starts_afresh(gateway: Gateway) -> None:
+    submission_id = await _reviewing(gateway)
+    request = ReviewPoll(submission_id=submission_id, patience=PATIENCE)
+    env, beats = attempt_at(T0 + timedelta(minutes=1), {"outage_since": T0.isoformat()})
+    with pytest.raises(ApplicationError) as pending:
+        await env.run(gateway.activities.poll_review, request)
+    assert (pending.value.type, pending.value.non_retryable) == ("ReviewPending", False)
+    assert pending.value.next_retry_delay is None  # back to the flat poll interval
+    assert beats == [{"outage_since": None}]
+    later = T0 + timedelta(hours=5)
+    gateway.sim.fail_next(1, 503, method="GET")
+    env, beats = attempt_at(later, {"outage_since": None})
+    with pytest.raises(ApplicationError) as raised:
+        await env.run(gateway.activities.poll_review, request)
+    assert raised.value.non_retryable is False and raised.value.next_retry_delay == timedelta(seconds=1)
+    assert beats == [{"outage_since": later.isoformat()}]
+
+
+async def test_poll_pending_with_no_outage_is_the_plain_cheap_retry_without_a_heartbeat(gateway: Gateway) -> None:
+    submission_id = await _reviewing(gateway)
+    env, beats = attempt_at(T0)
+    with pytest.raises(ApplicationError) as pending:
+        await env.run(gateway.activities.poll_review, ReviewPoll(submission_id=submission_id, patience=PATIENCE))
+    assert (pending.value.type, pending.value.next_retry_delay) == ("ReviewPending", None)
+    assert beats == []
+
+
+async def test_poll_again_after_an_outage_returns_pending_or_the_verdict_as_a_result(gateway: Gateway) -> None:
+    submission_id = await _reviewing(gateway)
+    request = ReviewPoll(submission_id=submission_id, patience=PATIENCE, outage_since=T0)
+    env, _ = attempt_at(T0 + timedelta(minutes=10))
+    assert await env.run(gateway.activities.poll_review, request) == ReviewPollResult(verdict=None)
+    await gateway.sim_post(f"/sim/submissions/{submission_id}/decide", {"decision": "approved"})
+    answer = await env.run(gateway.activities.poll_review, request)
+    assert isinstance(answer, ReviewPollResult) and answer.verdict is not None
+    assert answer.verdict.decision is ReviewDecision.APPROVED
+
+
+async def test_poll_refused_for_good_is_not_an_outage(gateway: Gateway) -> None:
+    env, beats = attempt_at(T0, {"outage_since": (T0 - timedelta(hours=1)).isoformat()})
+    with pytest.raises(ApplicationError) as raised:
+        await env.run(gateway.activities.poll_review, ReviewPoll(submission_id="sub_missing", patience=PATIENCE))
+    assert (raised.value.type, raised.value.non_retryable) == ("UnknownSubmission", True)
+    assert beats == []
+
+
+async def test_poll_input_from_before_outage_reports_decodes_and_retries_an_outage_silently(gateway: Gateway) -> None:
+    converter = data_converter(CODEC_SETTINGS)
+    old = await converter.encode([SubmissionRef(submission_id="sub_1")])  # as workflows before this wrote it
+    [decoded] = await converter.decode(old, [ReviewPoll])
+    assert decoded == ReviewPoll(submission_id="sub_1") and decoded.patience is None
+
+    submission_id = await _reviewing(gateway)
+    gateway.sim.fail_next(1, 503, method="GET")
+    env, beats = attempt_at(T0 + timedelta(days=3), {"outage_since": T0.isoformat()})
+    with pytest.raises(ApplicationError) as raised:
+        await env.run(gateway.activities.poll_review, ReviewPoll(submission_id=submission_id))
+    assert (raised.value.type, raised.value.non_retryable) == ("RegulatorUnavailable", False)
+    assert raised.value.next_retry_delay is None and beats == []

@@ -194,6 +194,16 @@ async def _to_submission(faults: FaultStack, order_id: str) -> None:
     await faults.driver.review(order_id)  # returns once the order has entered submission
 
 
+def _regulator_fails(faults: FaultStack, fault: str, method: str) -> None:
+    """The administration answers every ``method`` request with ``fault``: silence, cut-short JSON or HTTP 503."""
+    if fault == "hang":
+        faults.regulator.hang_next(10_000, method=method)
+    elif fault == "malformed":
+        faults.regulator.malformed_next(10_000, method=method)
+    else:
+        faults.regulator.fail_next(10_000, 503, method=method)
+
+
 @pytest.mark.parametrize(
     ("fault", "shown"), [("503", "HTTP 503"), ("hang", "did not answer"), ("malformed", "malformed")]
 )
@@ -202,12 +212,7 @@ async def test_regulator_failing_the_submission_is_waited_out_support_is_alerted
 ) -> None:
     order_id, _, mobile, order = an_order()
     await faults.driver.place(order)
-    if fault == "hang":
-        faults.regulator.hang_next(10_000, method="POST")
-    elif fault == "malformed":
-        faults.regulator.malformed_next(10_000, method="POST")
-    else:
-        faults.regulator.fail_next(10_000, 503, method="POST")
+    _regulator_fails(faults, fault, "POST")
     try:
         await _to_submission(faults, order_id)
         state, wait = await faults.wait_shown(order_id, "submit_to_administration")
@@ -257,6 +262,45 @@ async def test_a_garbled_or_failing_review_poll_never_becomes_a_verdict(
     done = await faults.driver.until_stage(order_id, Stage.COMPLETED)
     assert done.status is Status.APPROVED
     await faults.delivered_once(order_id, email, "completed")
+
+
+@pytest.mark.parametrize(
+    ("fault", "shown"), [("503", "HTTP 503"), ("hang", "did not answer"), ("malformed", "malformed")]
+)
+async def test_regulator_outage_in_the_review_poll_is_shown_alerted_once_cleared_on_recovery_then_approved(
+    faults: FaultStack, fault: str, shown: str
+) -> None:
+    """The administration goes down while it reviews the order: the poll tells the outage from "still pending", so
+    the wait shows in the state (regulator, poll_review, since when, the fault), support hears of it once, and once
+    the administration answers again the wait clears while the review goes on, then the approval completes it."""
+    order_id, email, _, order = an_order()
+    await faults.driver.place(order)
+    await faults.driver.to_administration_review(order_id)
+    _regulator_fails(faults, fault, "GET")
+    try:
+        state, wait = await faults.wait_shown(order_id, "poll_review")
+        assert wait.dependency == "regulator" and shown in wait.last_error, wait.last_error
+        assert "Application error" not in wait.last_error and not wait.alerted
+        assert (state.stage, state.status) == (Stage.ADMINISTRATION_REVIEW, Status.ACTIVE)
+        alerted = await faults.until_alerted(order_id, "poll_review")
+        assert alerted.since == wait.since and shown in alerted.last_error
+        assert len(faults.support_alerts("dependency-down-regulator", order_id)) == 1
+        await faults.driver.skip(order_id, order.timing.dependency_alert_after * 3)  # the outage goes on
+        later = await faults.driver.state(order_id)
+        [still] = [w for w in later.dependency_waits if w.activity == "poll_review"]
+        assert still.since == wait.since and still.alerted
+        assert len(faults.support_alerts("dependency-down-regulator", order_id)) == 1
+        assert later.current_submission is not None and later.current_submission.outcome == "verified"
+    finally:
+        faults.clear_faults()
+    back = await faults.recovered(order_id, lambda s: not s.dependency_waits, "the wait cleared")
+    assert (back.stage, back.status) == (Stage.ADMINISTRATION_REVIEW, Status.ACTIVE)  # answered: still reviewing
+    await faults.driver.decide(order_id, approved=True)
+    await faults.driver.skip(order_id, order.timing.review_poll_interval)
+    done = await faults.driver.until_stage(order_id, Stage.COMPLETED)
+    assert done.status is Status.APPROVED and done.dependency_waits == []
+    await faults.delivered_once(order_id, email, "completed")
+    assert len(faults.support_alerts("dependency-down-regulator", order_id)) == 1
 
 
 async def test_duplicate_administration_reports_of_the_sms_verification_apply_once(faults: FaultStack) -> None:
