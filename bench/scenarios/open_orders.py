@@ -34,7 +34,7 @@ SETTLE_S = 3.0
 
 async def run(ctx: Context) -> dict[str, Any]:
     target = (ctx.options.get("orders") or [5 if ctx.tiny else 20_000])[-1]
-    budget: float = ctx.options.get("budget_s") or (60.0 if ctx.tiny else 180.0)
+    budget: float = ctx.options.get("budget_s") or (60.0 if ctx.tiny else 120.0)
     concurrency = 2 if ctx.tiny else 32
     samples = 1 if ctx.tiny else 5
     timing = parking_timing()
