@@ -162,10 +162,8 @@ async def run_lane(rig: Rig, lane_name: str) -> Lane:
     settings = rig.settings(f"lane-{lane_name}")
     spec = ";".join(f"{p.name}={p.spec}" for p in points if p.spec)
     worker = CrashWorker(settings, rig.root / f"lane-{lane_name}", spec, gather=ORDERS)
-    # The lane that continues as new acts patiently: an order confirmed (or reviewed, or given its code) while it is
-    # still entering the stage can hang for good when it is due to continue as new right then — a bug in
-    # workflows/order.py this matrix found (the run loop waits for all handlers to finish before continuing as new,
-    # while the confirm handler waits for the run loop to leave the stage); see the crash matrix's report.
+    # Orders are confirmed, reviewed and given their codes as soon as the stage shows, also while due to continue as
+    # new: the case that used to hang (workflows/order.py, _continue_as_new_now).
     history_limit = LANES[lane_name]
     group = Group(
         rig.client,
@@ -174,7 +172,7 @@ async def run_lane(rig: Rig, lane_name: str) -> Lane:
         CRASH_TIMING,
         ORDERS,
         history_limit=history_limit,
-        patient=history_limit is not None,
+        patient=False,
     )
     lane = Lane(lane_name, group, worker)
     names = {p.name for p in points}
