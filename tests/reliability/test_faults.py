@@ -246,20 +246,16 @@ async def test_a_garbled_or_failing_review_poll_never_becomes_a_verdict(
         faults.regulator.fail_next(10_000, 503, method="GET")
     try:
         await faults.driver.decide(order_id, approved=True)
-        handle = await faults.orders.handle(order_id)
-        for _ in range(3):
-            await faults.driver.skip(order_id, order.timing.review_poll_interval)
-        desc = (await handle.describe()).raw_description
-        [poll] = [a for a in desc.pending_activities if a.activity_type.name == "poll_review"]
-        assert shown in poll.last_failure.message
-        state = await faults.driver.state(order_id)
+        # The administration has approved, but every poll is garbled or refused: the poll reports an outage once its
+        # patience is spent, never a verdict.
+        state, wait = await faults.wait_shown(order_id, "poll_review")
+        assert shown in wait.last_error, wait.last_error
         assert state.stage is Stage.ADMINISTRATION_REVIEW and state.current_submission is not None
         assert state.current_submission.outcome == "verified"  # the SMS check's, not a verdict
         assert faults.mail(email, "completed") == []
     finally:
         faults.clear_faults()
-    await faults.driver.skip(order_id, order.timing.review_poll_interval)
-    done = await faults.driver.until_stage(order_id, Stage.COMPLETED)
+    done = await faults.recovered(order_id, lambda s: s.stage is Stage.COMPLETED, "completed")
     assert done.status is Status.APPROVED
     await faults.delivered_once(order_id, email, "completed")
 
