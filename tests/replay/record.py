@@ -265,6 +265,54 @@ async def review_overdue(h: Harness) -> str:
     return oid
 
 
+async def _until_alerted(d: Driver, oid: str, activity: str) -> None:
+    """Let an outage go on past the order's patience and then its alert limit, until support was alerted."""
+    timing = d.placed[oid].timing
+    await d.skip(oid, timing.dependency_patience + timedelta(minutes=1))
+    await d.until(oid, lambda s: any(w.activity == activity for w in s.dependency_waits), f"a wait on {activity}")
+    for _ in range(12):
+        await d.skip(oid, timing.dependency_alert_after / 4)
+        if any(w.activity == activity and w.alerted for w in (await d.state(oid)).dependency_waits):
+            return
+    raise AssertionError(f"support was never alerted about {activity}")
+
+
+@path("outage-at-validation")
+async def validation_outage(h: Harness) -> str:
+    """RDAP is down at validation: the wait shows, support is alerted, validation completes once it is back."""
+    d = h.driver
+    order = person_change()
+    h.stack.rdap.fail_next(10_000)
+    try:
+        await d.place(order)
+        await _until_alerted(d, order.order_id, "validate_order")
+    finally:
+        h.stack.rdap.fail_next(0)
+    await d.skip(order.order_id, timedelta(minutes=10))
+    await d.until(order.order_id, lambda s: s.stage is Stage.DOCUMENT_COLLECTION and not s.dependency_waits)
+    await d.abandon(order.order_id)
+    await d.until_stage(order.order_id, Stage.ABANDONED)
+    return order.order_id
+
+
+@path("outage-in-review-poll")
+async def review_outage(h: Harness) -> str:
+    """The administration's API fails while it reviews: the poll reports an outage (wait, one alert), the wait
+    clears when it answers again, then it approves."""
+    d = h.driver
+    oid = await placed(h)
+    await d.to_administration_review(oid)
+    h.stack.regulator.fail_next(10_000, 503, method="GET")
+    try:
+        await _until_alerted(d, oid, "poll_review")
+    finally:
+        h.stack.regulator.clear_faults()
+    await d.skip(oid, timedelta(minutes=10))
+    await d.until(oid, lambda s: not s.dependency_waits, "the wait cleared")
+    await approve(d, oid)
+    return oid
+
+
 @path("administration-rejection-correction-approval")
 async def administration_rejection(h: Harness) -> str:
     """The administration rejects; the applicant corrects and resubmits; reviewed, verified and approved."""

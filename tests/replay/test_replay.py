@@ -50,6 +50,8 @@ REQUIRED_PATHS = frozenset(
         "extension",
         "continue-as-new",
         "image-reuse",
+        "outage-at-validation",
+        "outage-in-review-poll",
     }
 )
 
