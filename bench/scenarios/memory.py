@@ -38,7 +38,7 @@ SETTLE_S = 3.0  # let the last activities of the last parked orders finish befor
 async def run(ctx: Context) -> dict[str, Any]:
     targets = ctx.options.get("orders") or ([3, 8] if ctx.tiny else [2000, 5000])
     n1_target, n2_target = targets[0], targets[-1]
-    budget: float = ctx.options.get("budget_s") or (90.0 if ctx.tiny else 210.0)
+    budget: float = ctx.options.get("budget_s") or (90.0 if ctx.tiny else 180.0)
     concurrency = 2 if ctx.tiny else 16
     timing = parking_timing()
     outside = await Outside.start(sms_window=PARKED_SMS_WINDOW)

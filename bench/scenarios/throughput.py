@@ -57,7 +57,7 @@ class Runner(Protocol):
 async def run(ctx: Context) -> dict[str, Any]:
     ramp: list[int] = ctx.options.get("concurrency") or ([1] if ctx.tiny else [1, 2, 4, 8, 16, 32])
     window: float = ctx.options.get("window_s") or (4.0 if ctx.tiny else 12.0)
-    budget: float = ctx.options.get("budget_s") or (120.0 if ctx.tiny else 270.0)
+    budget: float = ctx.options.get("budget_s") or (120.0 if ctx.tiny else 240.0)
     rounds = ("pipeline", "baseline") if ctx.tiny else ("pipeline", "baseline", "pipeline", "baseline")
     timing = TimingPolicy.compressed()
     outside = await Outside.start(sms_window=timing.sms_window)
