@@ -59,9 +59,23 @@ async def _payloads(request: Request) -> Payloads:
         body = await request.json()
         if not isinstance(body, dict):
             raise ValueError(f"the body is a JSON {type(body).__name__}, not an object")
+        _refuse_nulls(body, "body")
         return json_format.ParseDict(body, Payloads())
     except (ValueError, json_format.ParseError) as err:
         raise ApiError(400, "bad_payloads", f'expected {{"payloads": [...]}} as Temporal sends it: {err}') from None
+
+
+def _refuse_nulls(value: Any, where: str) -> None:
+    """Protobuf's JSON parser reads ``null`` as "left out"; the documented schema has no nulls, so refuse them
+    rather than guess (found by schemathesis: ``{"metadata": null}`` was accepted)."""
+    if value is None:
+        raise ValueError(f"{where} is null")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nulls(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_nulls(item, f"{where}[{i}]")
 
 
 @router.post(

@@ -66,3 +66,23 @@ async def test_malformed_payloads_are_a_400_json_error(http: httpx.AsyncClient) 
     response = await http.post("/codec/decode", json={"payloads": "not a list"}, headers=SUPPORT)
     assert response.status_code == 400
     assert response.json()["code"] == "bad_payloads"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"payloads": None},
+        {"payloads": [{"metadata": None}]},
+        {"payloads": [{"metadata": {"encoding": None}, "data": ""}]},
+        {"payloads": [{"data": None}]},
+    ],
+)
+async def test_nulls_the_schema_does_not_allow_are_a_400_naming_where(
+    http: httpx.AsyncClient, body: dict[str, object]
+) -> None:
+    """Protobuf's JSON parser would read null as "left out" and answer 200; the documented schema has no nulls."""
+    for path in ("/codec/decode", "/codec/encode"):
+        response = await http.post(path, json=body, headers=SUPPORT)
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "bad_payloads"
+        assert "is null" in response.json()["message"]
