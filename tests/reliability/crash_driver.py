@@ -64,11 +64,8 @@ class Group:
         count: int,
         *,
         history_limit: int | None = None,
-        patient: bool = False,
     ) -> None:
-        """``patient``: act on an order only once it is quiet (no activity or workflow task pending), as a person
-        who reads the page before clicking would; otherwise at once, as soon as its stage allows the action."""
-        self.patient = patient
+        """Orders are acted on at once, as soon as their stage allows the action."""
         self.client = client
         self.facade = OrderClient(client, task_queue=settings.task_queue)
         self.store = LocalDocumentStore(settings.document_store_path)
@@ -230,12 +227,7 @@ class Group:
         """Once every order is at ``stage``: ``action`` for all of them at once, each until it has left it."""
         await self.until(stage)
 
-        async def act(order: PlaceOrder) -> None:
-            if self.patient:
-                await self._quiet(order)
-            await action(order)
-
-        await asyncio.gather(*(self._retry(o, functools.partial(act, o), stage) for o in self.orders))
+        await asyncio.gather(*(self._retry(o, functools.partial(action, o), stage) for o in self.orders))
 
     async def _enter_code(self, order: PlaceOrder) -> None:
         codes = self.inbox.codes_to(order.contact_person().mobile)

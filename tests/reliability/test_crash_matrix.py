@@ -172,7 +172,6 @@ async def run_lane(rig: Rig, lane_name: str) -> Lane:
         CRASH_TIMING,
         ORDERS,
         history_limit=history_limit,
-        patient=False,
     )
     lane = Lane(lane_name, group, worker)
     names = {p.name for p in points}
