@@ -200,7 +200,7 @@ class DevServer:
         return rss_kib(self.pid)
 
     async def stop(self) -> None:
-        await _terminate(self.proc)
+        await terminate(self.proc)
         self.proc = None
 
 
@@ -317,7 +317,7 @@ class WorkerProcess:
     root: Path
     max_cached_workflows: int | None = None
     baseline: bool = True
-    workflow_runner: str = "sandboxed"  # or "passthrough" / "unsandboxed": see bench/worker_proc.py
+    workflow_runner: str = "sandboxed"  # or "unsandboxed": see bench/worker_proc.py
     metrics_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     name: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:6]}")
@@ -390,7 +390,7 @@ class WorkerProcess:
         return report
 
     async def stop(self) -> None:
-        await _terminate(self.proc)
+        await terminate(self.proc)
         self.proc = None
 
 
@@ -463,7 +463,8 @@ def _safe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-async def _terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
+async def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
     if proc is None or proc.poll() is not None:
         return
     proc.send_signal(signal.SIGTERM)
@@ -554,7 +555,7 @@ class ApiProcess:
                 await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
-        await _terminate(self.proc)
+        await terminate(self.proc)
         self.proc = None
 
 

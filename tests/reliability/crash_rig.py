@@ -21,7 +21,7 @@ from typing import Any
 from temporalio.client import Client
 
 from bench.rig import DevServer as BenchDevServer
-from bench.rig import settings_env, spawn
+from bench.rig import settings_env, spawn, terminate
 from models.settings import Settings
 from models.timing import TimingPolicy
 from tests.reliability.crash_worker import KILLS, SETTLES, read_jsonl
@@ -145,14 +145,3 @@ async def supervise(worker: CrashWorker, *, rearm: bool, stop: asyncio.Event) ->
             await worker.start(armed=rearm)
             continue
         await asyncio.sleep(0.2)
-
-
-async def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.to_thread(proc.wait, timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        await asyncio.to_thread(proc.wait, timeout)
