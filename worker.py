@@ -107,9 +107,12 @@ def _order_id_of(args: Any) -> str | None:
 PASSED_THROUGH = ("workflows", "models")
 
 
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox the worker runs orders in: the SDK's default restrictions, icpflow's packages passed through."""
-    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH))
+def workflow_runner(*also: str) -> SandboxedWorkflowRunner:
+    """The sandbox the worker runs orders in: the SDK's default restrictions, icpflow's packages (and ``also``, e.g.
+    the benchmarks' baseline workflow) passed through."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH, *also)
+    )
 
 
 def build_worker(

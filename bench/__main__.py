@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, help="seconds a scenario may spend placing orders")
     parser.add_argument(
         "--runner",
-        choices=("sandboxed", "passthrough", "unsandboxed"),
+        choices=("sandboxed", "unsandboxed"),
         help="the worker's workflow runner, to measure what the sandbox costs (default: sandboxed, as production)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the scenario's temporary folder (logs, databases)")

@@ -172,5 +172,10 @@ class BaselineOrderWorkflow:
 
 
 def baseline_worker(client: Client, task_queue: str, **options: Any) -> Worker:
-    """The baseline's worker: same client (so the same data converter and runtime), its own task queue."""
+    """The baseline's worker: same client (so the same data converter and runtime), its own task queue, and the
+    production sandbox with the baseline's own code passed through, as the order's is — unless ``options`` say
+    otherwise (``--runner unsandboxed``)."""
+    from worker import workflow_runner
+
+    options.setdefault("workflow_runner", workflow_runner("bench"))
     return Worker(client, task_queue=task_queue, workflows=[BaselineOrderWorkflow], activities=[noop], **options)

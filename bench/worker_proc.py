@@ -5,9 +5,8 @@ Configured like production (``ICPFLOW_*`` variables), plus:
 - ``BENCH_METRICS_PORT``: the SDK's metrics for Prometheus on 127.0.0.1 (the Temporal runtime of this process);
 - ``BENCH_MAX_CACHED_WORKFLOWS``: the worker's workflow cache (default: the SDK's);
 - ``BENCH_BASELINE=1``: also run the baseline workflow on ``<task queue>-baseline`` in this process;
-- ``BENCH_WORKFLOW_RUNNER``: ``sandboxed`` (default, as production), ``passthrough`` (the sandbox, with icpflow's
-  own modules passed through instead of re-imported per workflow) or ``unsandboxed`` — to measure what the
-  sandbox costs, never to run production;
+- ``BENCH_WORKFLOW_RUNNER``: ``sandboxed`` (default: production's sandbox, ``worker.workflow_runner``) or
+  ``unsandboxed`` — to measure what the sandbox costs, never to run production;
 - ``BENCH_CONTROL_DIR``: ``ready`` is written there once both workers poll; on SIGUSR1 the worker runs
   ``gc.collect()`` and writes ``gc-<n>.json`` with its RSS before and after (KiB), and after ``malloc_trim(0)``.
 """
@@ -27,7 +26,6 @@ from typing import Any
 
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import UnsandboxedWorkflowRunner
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from bench.metrics import HISTOGRAM_BUCKETS_MS
 from bench.rig import baseline_queue, rss_kib
@@ -56,11 +54,7 @@ async def main() -> None:
 
     options: dict[str, Any] = {}
     runner = os.environ.get("BENCH_WORKFLOW_RUNNER", "sandboxed")
-    if runner == "passthrough":
-        options["workflow_runner"] = SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows", "bench")
-        )
-    elif runner == "unsandboxed":
+    if runner == "unsandboxed":
         options["workflow_runner"] = UnsandboxedWorkflowRunner()
     if "BENCH_MAX_CACHED_WORKFLOWS" in os.environ:
         options["max_cached_workflows"] = int(os.environ["BENCH_MAX_CACHED_WORKFLOWS"])
