@@ -75,25 +75,13 @@ class FaultStack:
     async def wait_shown(self, order_id: str, activity: str) -> tuple[OrderState, DependencyWait]:
         """Let the order's patience run out while its activity keeps failing; return the wait its state shows."""
         placed = await self.driver.state(order_id)
-        await self.driver.skip(order_id, self.driver.placed[order_id].timing.dependency_patience + timedelta(minutes=1))
-        state = await self.driver.until(
-            order_id, lambda s: any(w.activity == activity for w in s.dependency_waits), f"a wait on {activity}"
-        )
-        wait = next(w for w in state.dependency_waits if w.activity == activity)
+        state, wait = await self.driver.until_dependency_wait(order_id, activity)
         assert placed.placed_at <= wait.since <= state.updated_at
         return state, wait
 
-    async def until_alerted(self, order_id: str, activity: str, rounds: int = 12) -> DependencyWait:
+    async def until_alerted(self, order_id: str, activity: str) -> DependencyWait:
         """Keep the outage going past ``dependency_alert_after``; return the wait once support was alerted."""
-        step = self.driver.placed[order_id].timing.dependency_alert_after / 4
-        for _ in range(rounds):
-            await self.driver.skip(order_id, step)
-            state = await self.driver.state(order_id)
-            wait = next((w for w in state.dependency_waits if w.activity == activity), None)
-            assert wait is not None, f"the wait on {activity} vanished while the fault lasted"
-            if wait.alerted:
-                return wait
-        raise AssertionError(f"support was never alerted about {activity}")
+        return await self.driver.until_dependency_alerted(order_id, activity)
 
     async def recovered(self, order_id: str, predicate: Callable[[OrderState], bool], what: str) -> OrderState:
         """Move the order's clock past the longest backoff so the next attempt runs, then wait for ``predicate``."""

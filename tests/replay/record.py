@@ -267,14 +267,8 @@ async def review_overdue(h: Harness) -> str:
 
 async def _until_alerted(d: Driver, oid: str, activity: str) -> None:
     """Let an outage go on past the order's patience and then its alert limit, until support was alerted."""
-    timing = d.placed[oid].timing
-    await d.skip(oid, timing.dependency_patience + timedelta(minutes=1))
-    await d.until(oid, lambda s: any(w.activity == activity for w in s.dependency_waits), f"a wait on {activity}")
-    for _ in range(12):
-        await d.skip(oid, timing.dependency_alert_after / 4)
-        if any(w.activity == activity and w.alerted for w in (await d.state(oid)).dependency_waits):
-            return
-    raise AssertionError(f"support was never alerted about {activity}")
+    await d.until_dependency_wait(oid, activity)
+    await d.until_dependency_alerted(oid, activity)
 
 
 @path("outage-at-validation")

@@ -24,7 +24,7 @@ from models.documents import DocumentKind, DocumentRef, DocumentStatus
 from models.messages import InitialReviewDecision, SmsEventKind, SmsVerificationEvent, SupportAction
 from models.order import ChangeField, Person, PlaceOrder
 from models.stages import Stage, Status
-from models.state import OrderState
+from models.state import DependencyWait, OrderState
 from models.timing import TimingPolicy
 from simulators.regulator import code_from_sms
 from starter.client import OrderClient
@@ -100,6 +100,26 @@ class Driver:
         if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
             return  # it finished while we waited (a poll already saw the verdict): no clock left to move
         await self.env.fast_forward(handle, duration)
+
+    async def until_dependency_wait(self, order_id: str, activity: str) -> tuple[OrderState, DependencyWait]:
+        """Let the order's patience run out while ``activity`` keeps failing; the state and the wait it shows."""
+        await self.skip(order_id, self.placed[order_id].timing.dependency_patience + timedelta(minutes=1))
+        state = await self.until(
+            order_id, lambda s: any(w.activity == activity for w in s.dependency_waits), f"a wait on {activity}"
+        )
+        return state, next(w for w in state.dependency_waits if w.activity == activity)
+
+    async def until_dependency_alerted(self, order_id: str, activity: str, rounds: int = 12) -> DependencyWait:
+        """Keep an outage going in steps of a quarter of ``dependency_alert_after`` until support was alerted about
+        the wait on ``activity``; that wait."""
+        step = self.placed[order_id].timing.dependency_alert_after / 4
+        for _ in range(rounds):
+            await self.skip(order_id, step)
+            wait = next((w for w in (await self.state(order_id)).dependency_waits if w.activity == activity), None)
+            assert wait is not None, f"the wait on {activity} vanished while the fault lasted"
+            if wait.alerted:
+                return wait
+        raise AssertionError(f"support was never alerted about {activity}")
 
     async def until_idle(self, handle: Any, timeout: float = 60) -> None:
         loop = asyncio.get_running_loop()
