@@ -5,9 +5,10 @@ It is the worker ``worker.py`` runs (``build_activities`` + ``build_worker``, co
 variables) plus one test interceptor; production code carries no test hook. Extra variables:
 
 - ``CRASH_DIR`` (required): ``ready-<pid>`` is written there once the worker polls; ``kills.jsonl`` gets one line
-  per order caught at the point, written (and fsynced) just before the process kills itself; ``settles.jsonl``
-  gets one line per notice marked sent, with when the provider answered and when the outbox commit finished —
-  the at-least-once window of every notice, measured.
+  per order caught at a point, written (and fsynced) as the order arrives there: a caught order is held until the
+  process dies, so it dies inside the point, whether this point's gate, another's or the test kills the process;
+  ``settles.jsonl`` gets one line per notice marked sent, with when the provider answered and when the outbox
+  commit finished — the at-least-once window of every notice, measured.
 - ``CRASH_POINTS``: where to die, ``name=spec`` pairs separated by ``;`` (unset or empty: nowhere, the worker
   only measures). Each point has a gate of its own; ``name`` is what ``kills.jsonl`` records. The specs:
 
@@ -25,7 +26,8 @@ variables) plus one test interceptor; production code carries no test hook. Extr
   whose hold blocks a workflow thread and the SDK calls a workflow task held 2 s a deadlock): orders reaching a
   point are held there until that many have arrived or that long has passed since the first one, then the process
   dies with all of them inside the point. An order already in ``kills.jsonl`` for a point is let through, so a
-  worker started again armed catches only orders it has not killed there before.
+  worker started again armed catches only orders it has not killed there before — also when the process died of
+  something else while the order was held (holding it again would repeat its notice once more).
 """
 
 from __future__ import annotations
@@ -131,7 +133,10 @@ class Gate:
 
     def arrive(self, key: str, record: dict[str, Any]) -> None:
         with self._lock:
-            self.held[key] = {"point": self.point, "workflow_id": key, "pid": os.getpid(), "at": time.time(), **record}
+            held = {"point": self.point, "workflow_id": key, "pid": os.getpid(), "at": time.time(), **record}
+            self.held[key] = held
+            self.done.add(key)
+            _append_synced(self.path, held)
             if len(self.held) >= self.gather:
                 threading.Thread(target=self.fire, daemon=True).start()
             elif self._timer is None:
@@ -154,14 +159,17 @@ class Gate:
             if self._fired:
                 return
             self._fired = True
-            lines = "".join(json.dumps(r) + "\n" for r in self.held.values())
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, lines.encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _append_synced(path: Path, record: dict[str, Any]) -> None:
+    """One line, on disk before the caller goes on (the process may be SIGKILLed any moment after)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -291,7 +291,12 @@ async def test_resubmissions_exhausted_pause_for_support_who_resumes(driver: Dri
     assert any("resubmissions-exhausted" in s for s in mails_to(stack, stack.settings.support_email))
 
     await driver.resume(order.order_id, reason="applicant is ready now")
-    resumed = await driver.until(order.order_id, lambda s: len(s.submissions) == 3 and s.status is Status.ACTIVE)
+    # The third submission is listed as soon as it starts and is submitted a moment later; until() fails the test
+    # if support's resume never leads to it.
+    resumed = await driver.until(
+        order.order_id,
+        lambda s: len(s.submissions) == 3 and s.submissions[2].submitted_at is not None and s.status is Status.ACTIVE,
+    )
     assert resumed.stage is Stage.SMS_VERIFICATION
     await driver.enter_code(order.order_id)
     await driver.until_stage(order.order_id, Stage.ADMINISTRATION_REVIEW)
