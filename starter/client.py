@@ -127,15 +127,7 @@ class OrderClient:
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(search.ORDER_ID, order.order_id),
-                        SearchAttributePair(search.STAGE, Stage.VALIDATION.value),
-                        SearchAttributePair(search.PROVINCE, order.province.value),
-                        SearchAttributePair(search.KIND, order.kind.value),
-                        SearchAttributePair(search.OVERDUE, False),
-                    ]
-                ),
+                search_attributes=start_attributes(order, Stage.VALIDATION),
             )
         except WorkflowAlreadyStartedError:
             existing = self.client.get_workflow_handle(workflow_id)
@@ -289,6 +281,19 @@ class OrderClient:
             if execution.id not in found:
                 found.append(execution.id)
         return found
+
+
+def start_attributes(order: PlaceOrder, stage: Stage) -> TypedSearchAttributes:
+    """The search attributes an order's run starts with, so visibility finds it before its first task runs."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(search.ORDER_ID, order.order_id),
+            SearchAttributePair(search.STAGE, stage.value),
+            SearchAttributePair(search.PROVINCE, order.province.value),
+            SearchAttributePair(search.KIND, order.kind.value),
+            SearchAttributePair(search.OVERDUE, False),
+        ]
+    )
 
 
 def workflow_id_of(order: PlaceOrder) -> str:

@@ -1,14 +1,16 @@
 """open_orders: many open orders on one dev server — what the server and the worker hold, and how long a support
 action on one of them takes.
 
-Orders are placed and left waiting for the applicant's documents (document collection: the stage most open orders
-are in, and one support may still abandon — from submission on an order is locked). The worker runs as a
-subprocess with the SDK's default workflow cache, as in production, so past 1,000 open orders most are evicted.
-Then support abandons some of them through ``OrderClient.abandon`` (the facade: read-model look-up, describe,
-update) — a recently parked order (cached) and one of the first (evicted: the worker replays its history first).
+Orders wait for the applicant's documents (document collection: the stage most open orders are in, and one support
+may still abandon — from submission on an order is locked). The worker runs as a subprocess with the SDK's default
+workflow cache, as in production, so past 1,000 open orders most are evicted. Then support abandons some of them
+through ``OrderClient.abandon`` (the facade: read-model look-up, describe, update) — orders placed last (cached) and
+the first ones (evicted: the worker replays their history first).
 
-The target is 20,000 open orders; placing them takes as long as the machine needs, so the scenario stops placing
-at its time budget and reports how many it reached.
+The orders support acts on are walked there through the facade (placed, validated, notified); the thousands in
+between are continued runs of the first one's state (``bench.driver.ContinuedParking``), since walking each costs
+the worker a validation, notices and read-model writes. The target is 20,000 open orders; the scenario stops
+parking at its time budget and reports how many it reached.
 """
 
 from __future__ import annotations
@@ -18,18 +20,21 @@ import statistics
 import time
 from typing import Any
 
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 
-from bench.driver import PARKED_SMS_WINDOW, PipelineDriver, park, parking_timing
+from bench.driver import PARKED_SMS_WINDOW, ContinuedParking, PipelineDriver, park, parking_timing
 from bench.rig import DevServer, Outside, WorkerProcess, bench_settings, read_model
 from bench.scenarios import Context, Row, Scenario
+from models import search
 from models.messages import SupportAction
 from models.order import PlaceOrder
 from models.stages import Stage
+from models.state import OrderState
 from starter.client import OrderClient
 from store import db
 
 SETTLE_S = 3.0
+WALK_BUDGET_S = 60.0
 
 
 async def run(ctx: Context) -> dict[str, Any]:
@@ -50,27 +55,35 @@ async def run(ctx: Context) -> dict[str, Any]:
                 await worker.start()
                 driver = PipelineDriver(client, settings, outside, timing)
 
-                async def place_one() -> tuple[PlaceOrder, WorkflowHandle[Any, Any]]:
+                async def walk_one() -> tuple[PlaceOrder, WorkflowHandle[Any, Any]]:
                     order = driver.new_order()
                     return order, await driver.to_document_collection(order, poll=0.25)
 
                 loop = asyncio.get_running_loop()
                 t0 = loop.time()
-                ctx.log(f"open_orders: placing up to {target} orders (budget {budget:.0f} s, {concurrency} at once)")
-                parked = await park(place_one, target, concurrency=concurrency, deadline=t0 + budget)
+                # The orders support acts on are walked (placed through the facade: read-model rows and all), the
+                # oldest first — evicted by the time support gets to them — and the most recent last.
+                oldest = await park(walk_one, samples, concurrency=samples, deadline=t0 + WALK_BUDGET_S)
+                template: OrderState = await oldest[0][1].query("state", result_type=OrderState)
+                parking = ContinuedParking(client, settings, template, timing)
+                bulk = max(target - 3 * samples, 0)
+                ctx.log(
+                    f"open_orders: parking up to {bulk} continued runs (budget {budget:.0f} s, {concurrency} at once)"
+                )
+                parked = await park(parking.park_one, bulk, concurrency=concurrency, deadline=loop.time() + budget)
+                recent = await park(walk_one, 2 * samples, concurrency=samples, deadline=loop.time() + WALK_BUDGET_S)
                 placing_s = loop.time() - t0
-                ctx.log(f"open_orders: {len(parked)} open orders in {placing_s:.0f} s")
+                n = len(oldest) + len(parked) + len(recent)
+                ctx.log(f"open_orders: {n} open orders in {placing_s:.0f} s")
                 await asyncio.sleep(SETTLE_S)
                 gc = await worker.collect_garbage()
                 server_rss = server.rss_kib()
                 db_bytes = sum(p.stat().st_size for p in ctx.work_dir.glob("temporal.db*"))
+                waiting = await _count_waiting(client)
                 orders = OrderClient(client, task_queue=settings.task_queue, read_model=db.session_factory(engine))
-                n = len(parked)
-                recent = [o for o, _ in parked[-samples:]]
-                oldest = [o for o, _ in parked[: min(samples, max(n - samples, 0))]]
-                cached_ms = await _abandon_each(orders, recent)
-                evicted_ms = await _abandon_each(orders, oldest) if n > 1000 + samples else []
-                state_ms = await _state_each(orders, [o for o, _ in parked[samples : samples * 2]])
+                cached_ms = await _abandon_each(orders, [o for o, _ in recent[samples:]])
+                evicted_ms = await _abandon_each(orders, [o for o, _ in oldest]) if n > 1000 + 2 * samples else []
+                state_ms = await _state_each(orders, [o for o, _ in recent[:samples]])
             finally:
                 await worker.stop()
                 await server.stop()
@@ -78,16 +91,16 @@ async def run(ctx: Context) -> dict[str, Any]:
             server_info = server.describe()
     finally:
         await outside.stop()
-    scaled = len(parked) < target
+    scaled = n < target
     return {
-        "open_orders": len(parked),
+        "open_orders": n,
+        "walked": len(oldest) + len(recent),
+        "waiting_in_visibility": waiting,
         "target": target,
         "scaled": scaled,
-        "notes": [f"scaled down: {len(parked)} of {target} orders placed within the {budget:.0f} s budget"]
-        if scaled
-        else [],
+        "notes": [f"scaled down: {n} of {target} orders placed within the {budget:.0f} s budget"] if scaled else [],
         "placing_s": round(placing_s, 1),
-        "placing_rate_per_s": round(len(parked) / placing_s, 2) if placing_s else None,
+        "placing_rate_per_s": round(n / placing_s, 2) if placing_s else None,
         "worker_rss_kib": gc["rss_after_kib"],
         "server_rss_kib": server_rss,
         "server_db_bytes": db_bytes,
@@ -100,6 +113,8 @@ async def run(ctx: Context) -> dict[str, Any]:
         "state_query_ms_p50": _p50(state_ms),
         "setup": {
             "parked_at": "document_collection",
+            "parked_how": f"{len(oldest) + len(recent)} walked through the facade; the rest continued runs of the "
+            "first one's state (bench.driver.ContinuedParking)",
             "worker": "subprocess, SDK default workflow cache (1,000)",
             "support_action": "OrderClient.abandon (read-model look-up + describe + update abandon_order)",
             "timing": "TimingPolicy.compressed() with reminders, idle limits and the SMS window set to days",
@@ -118,6 +133,14 @@ async def _abandon_each(orders: OrderClient, placed: list[PlaceOrder]) -> list[f
         times.append(round((time.perf_counter() - t) * 1000, 1))
         assert result.stage is Stage.ABANDONED, result
     return times
+
+
+async def _count_waiting(client: Client) -> int:
+    """How many orders the server's visibility lists at document collection and running: all of them parked."""
+    count = await client.count_workflows(
+        f"{search.STAGE.name} = '{Stage.DOCUMENT_COLLECTION.value}' AND ExecutionStatus = 'Running'"
+    )
+    return count.count
 
 
 async def _state_each(orders: OrderClient, placed: list[PlaceOrder]) -> list[float]:
