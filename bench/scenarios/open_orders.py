@@ -162,7 +162,9 @@ def rows(result: dict[str, Any]) -> list[Row]:
         (
             "open orders on one dev server",
             f"{result['open_orders']:,}",
-            f"target {result['target']:,}" + (" (scaled down: time budget)" if result["scaled"] else ""),
+            f"target {result['target']:,}"
+            + (" (scaled down: time budget)" if result["scaled"] else "")
+            + f"; {result['waiting_in_visibility']:,} running in document collection per the server",
         ),
         ("server RSS | DB size", f"{result['server_rss_kib'] // 1024} MiB | {result['server_db_bytes'] >> 20} MiB", ""),
         ("worker RSS (default cache)", f"{result['worker_rss_kib'] // 1024} MiB", ""),
