@@ -27,7 +27,8 @@ from models.changes import ChangeNotApplicable, apply_changes
 from models.documents import DocumentRef
 from models.order import FilingRecord, entity_filing_number
 from store.db import reaching, upsert_insert
-from store.tables import ArchivedDocumentRow, FilingRow, archived_documents, filings, order_events, orders
+from store.tables import ArchivedDocumentRow, FilingRow, archived_documents, filings, order_events
+from store.writes import upsert_current
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -88,14 +89,7 @@ class RecordActivities:
 
     async def _record(self, current: dict[str, Any], event: dict[str, Any]) -> None:
         async with self._sessions() as session, session.begin():
-            upsert = upsert_insert(session, orders).values(current)
-            await session.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=[orders.c.order_id],
-                    set_={name: upsert.excluded[name] for name in current if name != "order_id"},
-                    where=orders.c.last_seq < upsert.excluded.last_seq,
-                )
-            )
+            await upsert_current(session, current)
             insert_event = upsert_insert(session, order_events).values(event)
             await session.execute(
                 insert_event.on_conflict_do_nothing(index_elements=[order_events.c.order_id, order_events.c.seq])

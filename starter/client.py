@@ -8,6 +8,7 @@ moment before that row exists, through Temporal visibility.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,6 +51,8 @@ from starter.codec import data_converter
 from starter.tracing import client_plugins
 from workflows.inputs import TASK_QUEUE, OrderInput, workflow_id_for
 from workflows.order import ModificationOrderWorkflow
+
+log = logging.getLogger(__name__)
 
 
 class OrderError(Exception):
@@ -140,8 +143,29 @@ class OrderClient:
             return await self.place(order, history_limit=history_limit, wait_for_worker=wait_for_worker)
         if not wait_for_worker:
             started = await handle.describe()
-            return OrderState.placed(order, workflow_id, started.start_time)
-        return await self._query(handle)
+            placed = OrderState.placed(order, workflow_id, started.start_time)
+            await self._record_placed(order, placed)
+            return placed
+        live = await self._query(handle)
+        await self._record_placed(order, live)
+        return live
+
+    async def _record_placed(self, order: PlaceOrder, placed: OrderState) -> None:
+        """Make a just-placed order findable at once: until its workflow records its first transition, the read
+        model has no row and the server's visibility may not list it yet, and a read right after placement would
+        not find it. The row only ever moves forward (the workflow's transitions replace it). The order is placed
+        either way: if the read model is down, the workflow records it once it is back."""
+        if self.read_model is None:
+            return
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from store import writes
+
+        try:
+            async with self.read_model() as session, session.begin():
+                await writes.upsert_current(session, writes.placed_row(order, placed))
+        except (SQLAlchemyError, OSError) as err:
+            log.warning("order %s placed; recording it in the read model failed: %s", order.order_id, err)
 
     async def _closes_soon(self, handle: WorkflowHandle[Any, Any], within: float = 10.0) -> bool:
         """True once an order that reached a final stage has closed (it may still be sending its last notice)."""

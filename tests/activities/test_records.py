@@ -39,7 +39,8 @@ from models.order import (
     Service,
 )
 from models.stages import Actor, Stage, Status, WaitingOn
-from store import queries
+from models.state import OrderState
+from store import queries, writes
 from store.db import DatabaseUnavailable, create_engine, is_unavailable, session_factory, upgrade
 from store.tables import FilingRow, OrderEventRow, OrderRow
 
@@ -175,6 +176,32 @@ async def test_a_stale_transition_does_not_overwrite_a_newer_row_but_joins_the_a
     assert order.stage is Stage.CONFIRMATION and order.last_seq == 3
     assert order.updated_at == T0 + timedelta(minutes=3)
     assert [t.seq for t in timeline] == [2, 3]
+
+
+async def test_the_placed_row_is_found_at_once_and_every_recorded_transition_replaces_it(
+    records: RecordActivities, db_sessions: Sessions
+) -> None:
+    """Placement writes the order's row before any worker runs it (seq 0); the workflow's first transition takes
+    over, and a placement write arriving after it changes nothing."""
+    order = place([Change(field=ChangeField.SERVICE_NAME, service=WEBSITE_NUMBER, new_value="新名")])
+    placed = OrderState.placed(order, "icp-filing-beijing-12345678", T0)
+    async with db_sessions() as session, session.begin():
+        await writes.upsert_current(session, writes.placed_row(order, placed))
+    async with db_sessions() as session:
+        found = await queries.get_order(session, "ord-1")
+    assert found is not None
+    assert (found.workflow_id, found.stage, found.last_seq) == ("icp-filing-beijing-12345678", Stage.VALIDATION, 0)
+    assert found.entity_filing_number == ENTITY_NUMBER and found.placed_at == T0
+
+    await run(records.record_transition, transition(1, Stage.VALIDATION, reason="order placed"))
+    await run(records.record_transition, transition(2, Stage.DOCUMENT_COLLECTION))
+    async with db_sessions() as session, session.begin():
+        await writes.upsert_current(session, writes.placed_row(order, placed))
+    async with db_sessions() as session:
+        found = await queries.get_order(session, "ord-1")
+        timeline = await queries.order_timeline(session, "ord-1")
+    assert found is not None and (found.stage, found.last_seq) == (Stage.DOCUMENT_COLLECTION, 2)
+    assert [t.seq for t in timeline] == [1, 2]
 
 
 async def test_a_newer_transition_updates_every_column_of_the_row(

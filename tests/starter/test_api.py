@@ -178,6 +178,12 @@ async def test_placing_answers_without_waiting_for_a_worker(
         response = await asyncio.wait_for(client.post("/v1/orders", json=body(order), headers=BACKEND), 30)
     assert response.status_code == 201, response.text
     assert response.json()["stage"] == Stage.VALIDATION.value
+    # Findable at once, before any worker records it and whatever the server's visibility lists yet.
+    assert orders.read_model is not None
+    async with orders.read_model() as session:
+        row = await queries.get_order(session, order.order_id)
+    assert row is not None and row.workflow_id == response.json()["workflow_id"]
+    assert row.stage is Stage.VALIDATION and row.last_seq == 0
     handle = temporal_env.client.get_workflow_handle(response.json()["workflow_id"])
     await handle.terminate("test: nobody will run it")
 

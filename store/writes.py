@@ -1,0 +1,50 @@
+"""Writes to the read model's current-order rows, shared by the activity that records transitions and by
+placement (which records an order as placed before any worker has run it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.order import PlaceOrder, entity_filing_number
+from models.state import OrderState
+from store.db import upsert_insert
+from store.tables import orders
+
+# The sequence number of the row placement writes: every recorded transition (1, 2, …) replaces it.
+PLACED_SEQ = 0
+
+
+async def upsert_current(session: AsyncSession, current: dict[str, Any]) -> None:
+    """Insert or move forward the order's current row: a row only ever moves to a higher ``last_seq``, so a late
+    or repeated write never overwrites a newer one."""
+    upsert = upsert_insert(session, orders).values(current)
+    await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[orders.c.order_id],
+            set_={name: upsert.excluded[name] for name in current if name != "order_id"},
+            where=orders.c.last_seq < upsert.excluded.last_seq,
+        )
+    )
+
+
+def placed_row(order: PlaceOrder, state: OrderState) -> dict[str, Any]:
+    """The row of an order its workflow has not recorded yet: placed, with no transition."""
+    return {
+        "order_id": order.order_id,
+        "workflow_id": state.workflow_id,
+        "kind": order.kind.value,
+        "province": order.province.value,
+        "filing_number": order.filing_number,
+        "entity_filing_number": entity_filing_number(order.filing_number),
+        "stage": state.stage.value,
+        "status": state.status.value,
+        "waiting_on": state.waiting_on.value,
+        "overdue": False,
+        "placed_at": state.placed_at,
+        "updated_at": state.placed_at,
+        "last_seq": PLACED_SEQ,
+        "review_due_at": None,
+        "notice_reference": None,
+    }
