@@ -90,6 +90,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                 parked = await park(
                     parking.park_one, n1_target, concurrency=PARK_CONCURRENCY, deadline=t1 + budget * 0.4
                 )
+                await parking.confirm()
                 rate = len(parked) / max(loop.time() - t1, 1e-9)
                 first = await _measure(worker, server, len(walked) + len(parked))
                 # Keep N₂/N₁ as the targets' ratio if the budget allows it, else take what fits.
@@ -103,6 +104,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                 parked += await park(
                     parking.park_one, n2 - len(parked), concurrency=PARK_CONCURRENCY, deadline=t1 + budget
                 )
+                await parking.confirm()
                 if len(parked) < n2_target:
                     notes.append(f"N₂ scaled down: {len(parked)} of {n2_target} orders parked within the budget")
                 second = await _measure(worker, server, len(walked) + len(parked))

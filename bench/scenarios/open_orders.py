@@ -39,7 +39,7 @@ WALK_BUDGET_S = 60.0
 
 async def run(ctx: Context) -> dict[str, Any]:
     target = (ctx.options.get("orders") or [5 if ctx.tiny else 20_000])[-1]
-    budget: float = ctx.options.get("budget_s") or (60.0 if ctx.tiny else 120.0)
+    budget: float = ctx.options.get("budget_s") or (60.0 if ctx.tiny else 360.0)
     concurrency = 2 if ctx.tiny else 32
     samples = 1 if ctx.tiny else 5
     timing = parking_timing()
@@ -71,6 +71,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                     f"open_orders: parking up to {bulk} continued runs (budget {budget:.0f} s, {concurrency} at once)"
                 )
                 parked = await park(parking.park_one, bulk, concurrency=concurrency, deadline=loop.time() + budget)
+                await parking.confirm()
                 recent = await park(walk_one, 2 * samples, concurrency=samples, deadline=loop.time() + WALK_BUDGET_S)
                 placing_s = loop.time() - t0
                 n = len(oldest) + len(parked) + len(recent)
