@@ -39,7 +39,7 @@ WALK_BUDGET_S = 60.0
 
 async def run(ctx: Context) -> dict[str, Any]:
     target = (ctx.options.get("orders") or [5 if ctx.tiny else 20_000])[-1]
-    budget: float = ctx.options.get("budget_s") or (60.0 if ctx.tiny else 400.0)
+    budget: float = ctx.options.get("budget_s") or (60.0 if ctx.tiny else 360.0)
     concurrency = 2 if ctx.tiny else 32
     samples = 1 if ctx.tiny else 5
     timing = parking_timing()
