@@ -25,10 +25,10 @@ from models.activity_io import (
 )
 from models.changes import ChangeNotApplicable, apply_changes
 from models.documents import DocumentRef
-from models.order import FilingRecord, entity_filing_number
+from models.order import FilingRecord
 from store.db import reaching, upsert_insert
 from store.tables import ArchivedDocumentRow, FilingRow, archived_documents, filings, order_events
-from store.writes import upsert_current
+from store.writes import current_row, upsert_current
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -57,23 +57,6 @@ class RecordActivities:
         forward: a transition older than the row's ``last_seq`` (a late retry) is kept in the audit trail but
         does not overwrite the newer row.
         """
-        current = {
-            "order_id": record.order_id,
-            "workflow_id": record.workflow_id,
-            "kind": record.kind.value,
-            "province": record.province.value,
-            "filing_number": record.filing_number,
-            "entity_filing_number": entity_filing_number(record.filing_number),
-            "stage": record.stage.value,
-            "status": record.status.value,
-            "waiting_on": record.waiting_on.value,
-            "overdue": record.overdue,
-            "placed_at": record.placed_at,
-            "updated_at": record.at,
-            "last_seq": record.seq,
-            "review_due_at": record.review_due_at,
-            "notice_reference": record.notice_reference,
-        }
         event = {
             "order_id": record.order_id,
             "seq": record.seq,
@@ -85,7 +68,7 @@ class RecordActivities:
             "reason": record.reason,
         }
         async with reaching(f"record transition {record.seq} of order {record.order_id}"):
-            await self._record(current, event)
+            await self._record(current_row(record), event)
 
     async def _record(self, current: dict[str, Any], event: dict[str, Any]) -> None:
         async with self._sessions() as session, session.begin():

@@ -7,7 +7,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.activity_io import OrderRecord
 from models.order import PlaceOrder, entity_filing_number
+from models.stages import Actor
 from models.state import OrderState
 from store.db import upsert_insert
 from store.tables import orders
@@ -29,22 +31,43 @@ async def upsert_current(session: AsyncSession, current: dict[str, Any]) -> None
     )
 
 
-def placed_row(order: PlaceOrder, state: OrderState) -> dict[str, Any]:
-    """The row of an order its workflow has not recorded yet: placed, with no transition."""
+def current_row(record: OrderRecord) -> dict[str, Any]:
+    """The order's current row as of the transition ``record``."""
     return {
-        "order_id": order.order_id,
-        "workflow_id": state.workflow_id,
-        "kind": order.kind.value,
-        "province": order.province.value,
-        "filing_number": order.filing_number,
-        "entity_filing_number": entity_filing_number(order.filing_number),
-        "stage": state.stage.value,
-        "status": state.status.value,
-        "waiting_on": state.waiting_on.value,
-        "overdue": False,
-        "placed_at": state.placed_at,
-        "updated_at": state.placed_at,
-        "last_seq": PLACED_SEQ,
-        "review_due_at": None,
-        "notice_reference": None,
+        "order_id": record.order_id,
+        "workflow_id": record.workflow_id,
+        "kind": record.kind.value,
+        "province": record.province.value,
+        "filing_number": record.filing_number,
+        "entity_filing_number": entity_filing_number(record.filing_number),
+        "stage": record.stage.value,
+        "status": record.status.value,
+        "waiting_on": record.waiting_on.value,
+        "overdue": record.overdue,
+        "placed_at": record.placed_at,
+        "updated_at": record.at,
+        "last_seq": record.seq,
+        "review_due_at": record.review_due_at,
+        "notice_reference": record.notice_reference,
     }
+
+
+def placed_row(order: PlaceOrder, state: OrderState) -> dict[str, Any]:
+    """The row of an order its workflow has not recorded yet: placed, with no transition (``PLACED_SEQ``)."""
+    return current_row(
+        OrderRecord(
+            order_id=order.order_id,
+            workflow_id=state.workflow_id,
+            kind=order.kind,
+            province=order.province,
+            filing_number=order.filing_number,
+            stage=state.stage,
+            status=state.status,
+            waiting_on=state.waiting_on,
+            overdue=False,
+            placed_at=state.placed_at,
+            seq=PLACED_SEQ,
+            at=state.placed_at,
+            actor=Actor.BACKEND,
+        )
+    )
