@@ -19,7 +19,7 @@ import os
 import random
 import struct
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -54,7 +54,7 @@ from workflows.inputs import WORKFLOW_TYPE, OrderInput
 
 # How often a waiting driver looks at the order's stage (server-side describe; no worker work).
 STAGE_POLL_S = 0.05
-# ContinuedParking: one start in this many waits for the worker (a query); confirm() queries the last CONFIRM_TAIL.
+# ContinuedParking: one start in this many waits for the worker (a query); then the last CONFIRM_TAIL are queried.
 CONFIRM_EVERY = 8
 CONFIRM_TAIL = 1000
 # Mobiles 0000–7999 of the Beijing prefix are free for new persons in charge (the factory's people use 8000–8007).
@@ -285,7 +285,7 @@ class ContinuedParking:
     would continue as: the workflow's own entry point with ``OrderInput.carried`` holding the template's state
     under the new order's ids. Such a run does what a continued run does — one workflow task that sets its search
     attributes and waits on its timer — and is cached like any other; it counts as parked once the worker has run
-    that task (``confirm``). What it does not hold is the walked run's earlier history (about 100 events), which a
+    that task. What it does not hold is the walked run's earlier history (about 100 events), which a
     cached walked order keeps in the SDK core's state machines: the memory scenario measures walked orders too, at
     the scale that fits, to show the difference. Measured: about 9 ms of worker CPU and 23 ms of dev-server CPU
     per parked order, so the dev server on SQLite sets the pace."""
@@ -296,14 +296,19 @@ class ContinuedParking:
         self.template = template
         self.timing = timing
         self._numbers = itertools.count(CONTACT_MOBILES * 1000)
-        self._unconfirmed: list[WorkflowHandle[Any, Any]] = []
+        self._recent: deque[WorkflowHandle[Any, Any]] = deque(maxlen=CONFIRM_TAIL)
 
-    async def park_one(self) -> tuple[PlaceOrder, WorkflowHandle[Any, Any]]:
-        order = bench_order(next(self._numbers), self.timing)
+    async def park(self, count: int, *, concurrency: int, deadline: float) -> list[tuple[PlaceOrder, Any]]:
+        """Up to ``count`` orders (``park``'s rules), each confirmed parked before this returns."""
+        parked = await park(self._park_one, count, concurrency=concurrency, deadline=deadline)
+        await self._confirm()
+        return parked
+
+    async def _park_one(self) -> tuple[PlaceOrder, WorkflowHandle[Any, Any]]:
+        number = next(self._numbers)
+        order = bench_order(number, self.timing)
         workflow_id = workflow_id_of(order)
-        carried = self.template.model_copy(
-            update={"order_id": order.order_id, "workflow_id": workflow_id, "runs": self.template.runs}
-        )
+        carried = self.template.model_copy(update={"order_id": order.order_id, "workflow_id": workflow_id})
         handle: WorkflowHandle[Any, Any] = await self.client.start_workflow(
             WORKFLOW_TYPE,
             OrderInput(order=order, carried=carried),
@@ -314,16 +319,17 @@ class ContinuedParking:
         )
         # Parked once the worker has run its first task and holds it. Every CONFIRM_EVERY-th start waits for that
         # with a query, which keeps the parking rate the worker's and the server's (starts alone run ahead of the
-        # worker by thousands) without a query per order; confirm() waits for the rest.
-        self._unconfirmed.append(handle)
-        if len(self._unconfirmed) % CONFIRM_EVERY == 0:
+        # worker by thousands) without a query per order; _confirm() waits for the rest.
+        self._recent.append(handle)
+        if number % CONFIRM_EVERY == 0:
             await handle.query("state", result_type=OrderState)
         return order, handle
 
-    async def confirm(self) -> None:
+    async def _confirm(self) -> None:
         """Until the worker has run the first task of every order parked so far: at most CONFIRM_EVERY starts per
         parking user run ahead of the last query, so querying the last CONFIRM_TAIL started covers them."""
-        pending, self._unconfirmed = self._unconfirmed[-CONFIRM_TAIL:], []
+        pending = list(self._recent)
+        self._recent.clear()
         sem = asyncio.Semaphore(16)
 
         async def one(handle: WorkflowHandle[Any, Any]) -> None:

@@ -87,10 +87,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                 parking = ContinuedParking(client, settings, template, timing)
                 t1 = loop.time()
                 ctx.log(f"memory: parking up to {n1_target} continued runs at the SMS wait (budget {budget:.0f} s)")
-                parked = await park(
-                    parking.park_one, n1_target, concurrency=PARK_CONCURRENCY, deadline=t1 + budget * 0.4
-                )
-                await parking.confirm()
+                parked = await parking.park(n1_target, concurrency=PARK_CONCURRENCY, deadline=t1 + budget * 0.4)
                 rate = len(parked) / max(loop.time() - t1, 1e-9)
                 first = await _measure(worker, server, len(walked) + len(parked))
                 # Keep N₂/N₁ as the targets' ratio if the budget allows it, else take what fits.
@@ -101,10 +98,7 @@ async def run(ctx: Context) -> dict[str, Any]:
                         f"({rate:.2f} orders/s)"
                     )
                 ctx.log(f"memory: {len(parked)} parked ({rate:.1f}/s); parking up to {n2}")
-                parked += await park(
-                    parking.park_one, n2 - len(parked), concurrency=PARK_CONCURRENCY, deadline=t1 + budget
-                )
-                await parking.confirm()
+                parked += await parking.park(n2 - len(parked), concurrency=PARK_CONCURRENCY, deadline=t1 + budget)
                 if len(parked) < n2_target:
                     notes.append(f"N₂ scaled down: {len(parked)} of {n2_target} orders parked within the budget")
                 second = await _measure(worker, server, len(walked) + len(parked))

@@ -70,11 +70,11 @@ async def run(ctx: Context) -> dict[str, Any]:
                 ctx.log(
                     f"open_orders: parking up to {bulk} continued runs (budget {budget:.0f} s, {concurrency} at once)"
                 )
-                parked = await park(parking.park_one, bulk, concurrency=concurrency, deadline=loop.time() + budget)
-                await parking.confirm()
+                parked = await parking.park(bulk, concurrency=concurrency, deadline=loop.time() + budget)
                 recent = await park(walk_one, 2 * samples, concurrency=samples, deadline=loop.time() + WALK_BUDGET_S)
                 placing_s = loop.time() - t0
-                n = len(oldest) + len(parked) + len(recent)
+                walked = len(oldest) + len(recent)
+                n = walked + len(parked)
                 ctx.log(f"open_orders: {n} open orders in {placing_s:.0f} s")
                 await asyncio.sleep(SETTLE_S)
                 gc = await worker.collect_garbage()
@@ -95,7 +95,7 @@ async def run(ctx: Context) -> dict[str, Any]:
     scaled = n < target
     return {
         "open_orders": n,
-        "walked": len(oldest) + len(recent),
+        "walked": walked,
         "waiting_in_visibility": waiting,
         "target": target,
         "scaled": scaled,
@@ -114,7 +114,7 @@ async def run(ctx: Context) -> dict[str, Any]:
         "state_query_ms_p50": _p50(state_ms),
         "setup": {
             "parked_at": "document_collection",
-            "parked_how": f"{len(oldest) + len(recent)} walked through the facade; the rest continued runs of the "
+            "parked_how": f"{walked} walked through the facade; the rest continued runs of the "
             "first one's state (bench.driver.ContinuedParking)",
             "worker": "subprocess, SDK default workflow cache (1,000)",
             "support_action": "OrderClient.abandon (read-model look-up + describe + update abandon_order)",
