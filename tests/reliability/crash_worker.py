@@ -5,7 +5,7 @@ It is the worker ``worker.py`` runs (``build_activities`` + ``build_worker``, co
 variables) plus one test interceptor; production code carries no test hook. Extra variables:
 
 - ``CRASH_DIR`` (required): ``ready-<pid>`` is written there once the worker polls; ``kills.jsonl`` gets one line
-  per order caught at a point, written (and fsynced) as the order arrives there: a caught order is held until the
+  per order caught at a point, written as the order arrives there: a caught order is held until the
   process dies, so it dies inside the point, whether this point's gate, another's or the test kills the process;
   ``settles.jsonl`` gets one line per notice marked sent, with when the provider answered and when the outbox
   commit finished — the at-least-once window of every notice, measured.
@@ -123,7 +123,7 @@ class Gate:
         self.gather = gather
         self.gather_seconds = gather_seconds
         self.done = {r["workflow_id"] for r in read_jsonl(self.path) if r["point"] == point}
-        self.held: dict[str, dict[str, Any]] = {}
+        self.held: set[str] = set()
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._fired = False
@@ -133,10 +133,12 @@ class Gate:
 
     def arrive(self, key: str, record: dict[str, Any]) -> None:
         with self._lock:
-            held = {"point": self.point, "workflow_id": key, "pid": os.getpid(), "at": time.time(), **record}
-            self.held[key] = held
+            self.held.add(key)
             self.done.add(key)
-            _append_synced(self.path, held)
+            # In the kernel before the kill (a SIGKILL loses nothing already written; only a power cut would).
+            append_jsonl(
+                self.path, {"point": self.point, "workflow_id": key, "pid": os.getpid(), "at": time.time(), **record}
+            )
             if len(self.held) >= self.gather:
                 threading.Thread(target=self.fire, daemon=True).start()
             elif self._timer is None:
@@ -160,16 +162,6 @@ class Gate:
                 return
             self._fired = True
             os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _append_synced(path: Path, record: dict[str, Any]) -> None:
-    """One line, on disk before the caller goes on (the process may be SIGKILLed any moment after)."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(record) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

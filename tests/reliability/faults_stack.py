@@ -79,10 +79,6 @@ class FaultStack:
         assert placed.placed_at <= wait.since <= state.updated_at
         return state, wait
 
-    async def until_alerted(self, order_id: str, activity: str) -> DependencyWait:
-        """Keep the outage going past ``dependency_alert_after``; return the wait once support was alerted."""
-        return await self.driver.until_dependency_alerted(order_id, activity)
-
     async def recovered(self, order_id: str, predicate: Callable[[OrderState], bool], what: str) -> OrderState:
         """Move the order's clock past the longest backoff so the next attempt runs, then wait for ``predicate``."""
         await self.driver.skip(order_id, timedelta(minutes=6))

@@ -218,7 +218,7 @@ async def test_regulator_failing_the_submission_is_waited_out_support_is_alerted
         state, wait = await faults.wait_shown(order_id, "submit_to_administration")
         assert wait.dependency == "regulator" and shown in wait.last_error, wait.last_error
         assert (state.stage, state.status) == (Stage.SUBMISSION, Status.ACTIVE)
-        alerted = await faults.until_alerted(order_id, "submit_to_administration")
+        alerted = await faults.driver.until_dependency_alerted(order_id, "submit_to_administration")
         assert alerted.since == wait.since
         assert len(faults.support_alerts("dependency-down-regulator", order_id)) == 1
         assert faults.regulator.fault_hits > 1
@@ -278,7 +278,7 @@ async def test_regulator_outage_in_the_review_poll_is_shown_alerted_once_cleared
         assert wait.dependency == "regulator" and shown in wait.last_error, wait.last_error
         assert "Application error" not in wait.last_error and not wait.alerted
         assert (state.stage, state.status) == (Stage.ADMINISTRATION_REVIEW, Status.ACTIVE)
-        alerted = await faults.until_alerted(order_id, "poll_review")
+        alerted = await faults.driver.until_dependency_alerted(order_id, "poll_review")
         assert alerted.since == wait.since and shown in alerted.last_error
         assert len(faults.support_alerts("dependency-down-regulator", order_id)) == 1
         await faults.driver.skip(order_id, order.timing.dependency_alert_after * 3)  # the outage goes on

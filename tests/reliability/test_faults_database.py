@@ -43,7 +43,7 @@ async def test_database_dying_mid_order_is_waited_out_visibly_and_the_read_model
                 assert wait.dependency == "database"
                 assert "the app database is unreachable" in wait.last_error, wait.last_error
                 assert state.stage is Stage.AUTHENTICITY_VERIFICATION and state.status is Status.ACTIVE
-                alerted = await faults.until_alerted(order_id, "record_transition")
+                alerted = await faults.driver.until_dependency_alerted(order_id, "record_transition")
                 assert alerted.since == wait.since
                 # Support hears of it while the database is still down: the alert does not need the outbox.
                 assert len(faults.support_alerts("dependency-down-database", order_id)) == 1
