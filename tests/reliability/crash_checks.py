@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from sqlalchemy import select
@@ -23,6 +23,9 @@ from models.state import OrderState
 from simulators.regulator import SMS_FROM
 from store import queries
 from store.tables import OutboxRow
+
+if TYPE_CHECKING:
+    from tests.reliability.crash_rig import CrashWorker
 
 # How late the test may notice a worker's death after it happened (the supervisor looks every 0.2 s; CI is busy).
 DEATH_NOTICED_WITHIN_S = 3.0
@@ -55,24 +58,32 @@ async def check_deliveries(
     sessions: async_sessionmaker[AsyncSession],
     outside: Outside,
     orders: Iterable[PlaceOrder],
-    settles: Iterable[Mapping[str, Any]],
-    deaths: Iterable[float],
+    worker: CrashWorker,
 ) -> Deliveries:
     """Every outbox key was sent and reached its sink exactly once, or twice only inside the documented
     at-least-once window: the key was marked sent once (by the attempt that repeated it: the first attempt never
     committed) and a worker died between the first copy's arrival and that commit. Nothing reached a sink without
-    an outbox row. ``settles`` are the crash workers' records of each ``sent`` commit; ``deaths`` the wall-clock
-    times the test noticed a worker dead."""
+    an outbox row.
+
+    The worker's ``settles`` are its records of each ``sent`` commit, ``deaths`` the wall-clock times the test
+    noticed it dead. A row sent with no ``settles`` line was committed by a worker that began the commit (its
+    ``settling`` line) and was killed before writing the line (another point's kill, landing between the two):
+    that commit is dated by the death of that process."""
+    deaths = sorted(worker.deaths)
     orders = list(orders)
     ids = {o.order_id for o in orders}
-    deaths = sorted(deaths)
     async with sessions() as session:
         rows = (await session.scalars(select(OutboxRow).where(OutboxRow.order_id.in_(ids)))).all()
     unsent = [(r.order_id, r.event_key, r.channel, r.status) for r in rows if r.status != "sent"]
     assert not unsent, f"notices never sent: {unsent}"
     commits: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
-    for s in settles:
+    for s in worker.settles():
         commits.setdefault((s["order_id"], s["event_key"], s["channel"]), []).append(s)
+    for s in worker.settling():
+        started = (s["order_id"], s["event_key"], s["channel"])
+        death = worker.died.get(s["pid"])
+        if started not in commits and death is not None:
+            commits[started] = [{**s, "committed": death}]
 
     emails: dict[tuple[str, str], list[_Copy]] = {}
     for m in list(outside.smtp.messages):

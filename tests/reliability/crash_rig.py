@@ -24,7 +24,7 @@ from bench.rig import DevServer as BenchDevServer
 from bench.rig import settings_env, spawn, terminate
 from models.settings import Settings
 from models.timing import TimingPolicy
-from tests.reliability.crash_worker import KILLS, SETTLES, read_jsonl
+from tests.reliability.crash_worker import KILLS, SETTLES, SETTLING, read_jsonl
 
 # Orders flow in real seconds (the compressed demo profile), except that nothing an order waits on while the test
 # crashes things may fire by itself: no reminder, no idle pause, no SMS expiry, no overdue review, no dependency
@@ -84,6 +84,7 @@ class CrashWorker:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     deaths: list[float] = field(default_factory=list)  # wall-clock times (time.time()) a death was noticed
+    died: dict[int, float] = field(default_factory=dict)  # the same, by the dead process's pid
 
     @property
     def log(self) -> Path:
@@ -130,7 +131,12 @@ class CrashWorker:
         return read_jsonl(self.control / KILLS)
 
     def settles(self) -> list[dict[str, Any]]:
+        """Every outbox commit of a ``sent`` notice, as the worker recorded it once the commit finished."""
         return read_jsonl(self.control / SETTLES)
+
+    def settling(self) -> list[dict[str, Any]]:
+        """Every such commit as it began (a kill can land between the commit and its ``settles`` line)."""
+        return read_jsonl(self.control / SETTLING)
 
     async def stop(self) -> None:
         await terminate(self.proc)
@@ -142,6 +148,7 @@ async def supervise(worker: CrashWorker, *, rearm: bool, stop: asyncio.Event) ->
     while not stop.is_set():
         if worker.proc is not None and worker.proc.poll() is not None:
             worker.deaths.append(time.time())
+            worker.died[worker.proc.pid] = worker.deaths[-1]
             await worker.start(armed=rearm)
             continue
         await asyncio.sleep(0.2)

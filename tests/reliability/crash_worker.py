@@ -8,7 +8,9 @@ variables) plus one test interceptor; production code carries no test hook. Extr
   per order caught at a point, written as the order arrives there: a caught order is held until the
   process dies, so it dies inside the point, whether this point's gate, another's or the test kills the process;
   ``settles.jsonl`` gets one line per notice marked sent, with when the provider answered and when the outbox
-  commit finished — the at-least-once window of every notice, measured.
+  commit finished — the at-least-once window of every notice, measured; ``settling.jsonl`` one line as that
+  commit begins, so a notice whose commit landed just before a kill (and whose ``settles`` line did not) is
+  still known to have been committed by a worker that then died.
 - ``CRASH_POINTS``: where to die, ``name=spec`` pairs separated by ``;`` (unset or empty: nowhere, the worker
   only measures). Each point has a gate of its own; ``name`` is what ``kills.jsonl`` records. The specs:
 
@@ -62,6 +64,7 @@ from store.tables import OutboxStatus
 
 KILLS = "kills.jsonl"
 SETTLES = "settles.jsonl"
+SETTLING = "settling.jsonl"
 # Longer than any gather: a held call never returns, the process dies first.
 HOLD_FOREVER_S = 3600.0
 
@@ -235,6 +238,7 @@ def patch_settle(control: Path, armed: Armed) -> None:
     every notice and, at the notification point, to hold the activity inside it."""
     original = NotificationActivities._settle
     settles = control / SETTLES
+    settling = control / SETTLING
     windows = [(f, g) for f, g in armed if f.kind == "notification-window"]
 
     async def settle(
@@ -259,6 +263,9 @@ def patch_settle(control: Path, armed: Armed) -> None:
             ):
                 record = {"run_id": info.workflow_run_id, "order_id": order_id, "event_key": event_key}
                 await gate.hold(workflow_id, record | {"channel": channel})
+        if status is OutboxStatus.SENT:
+            record = {"order_id": order_id, "event_key": event_key, "channel": channel, "provider_id": provider_id}
+            append_jsonl(settling, record | {"pid": os.getpid(), "answered": answered})
         await original(self, session, key, status=status, provider_id=provider_id, error=error)
         if status is OutboxStatus.SENT:
             record = {"order_id": order_id, "event_key": event_key, "channel": channel, "provider_id": provider_id}

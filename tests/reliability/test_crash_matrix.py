@@ -241,7 +241,7 @@ async def check_lane(rig: Rig, lane: Lane, points: list[Point]) -> None:
     engine = db.create_engine(rig.database_url)
     try:
         sessions = db.session_factory(engine)
-        lane.deliveries = await check_deliveries(sessions, rig.outside, group.orders, worker.settles(), worker.deaths)
+        lane.deliveries = await check_deliveries(sessions, rig.outside, group.orders, worker)
         await check_read_model(sessions, lane.finals)
     finally:
         await engine.dispose()

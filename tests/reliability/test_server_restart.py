@@ -86,7 +86,7 @@ async def test_dev_server_killed_and_restarted_on_its_file_every_order_resumes(t
         try:
             sessions = db.session_factory(engine)
             orders = [o for g in groups for o in g.orders]
-            report = await check_deliveries(sessions, outside, orders, worker.settles(), worker.deaths)
+            report = await check_deliveries(sessions, outside, orders, worker)
             await check_read_model(sessions, finals)
         finally:
             await engine.dispose()
