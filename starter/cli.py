@@ -341,14 +341,16 @@ class DirectTransport:
         return db.session_factory(self._engine)
 
     async def _call(self, call: Callable[[Any], Awaitable[T]]) -> T:
+        from temporalio.client import RPCTimeoutOrCancelledError
         from temporalio.service import RPCError
 
         from starter.client import OrderError
         from starter.codec import CodecKeyError
 
         orders = await self._client()
+        limit = self.settings.action_timeout_seconds
         try:
-            return await call(orders)
+            return await asyncio.wait_for(call(orders), limit)
         except OrderError as e:
             raise CliError(f"{e} [{e.code}]", EXIT_REFUSED, e.code) from None
         except CodecKeyError as e:
@@ -360,6 +362,15 @@ class DirectTransport:
             ) from None
         except RPCError as e:
             raise CliError(f"Temporal refused: {e.message}", EXIT_REFUSED, "temporal_error") from None
+        except (TimeoutError, RPCTimeoutOrCancelledError):
+            # At the limit wait_for cancels the call; an update already waiting at the server raises the Temporal
+            # client's RPCTimeoutOrCancelledError instead (as when the server ends the wait on its own deadline).
+            raise CliError(
+                f"the order did not answer within {limit:g} s (is an icpflow worker running?); the action may "
+                "still be applied: read the order (icpflow orders show) before trying again",
+                EXIT_UNREACHABLE,
+                "action_timeout",
+            ) from None
 
     async def place(self, order: PlaceOrder) -> OrderState:
         return await self._call(lambda o: o.place(order))

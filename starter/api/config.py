@@ -59,7 +59,6 @@ class ApiSettings(Settings):
     api_max_request_bytes: int = Field(
         default=1 * MIB, ge=1, description="largest body of any other request (an order, an action); uploads excepted"
     )
-    api_action_timeout_seconds: float = Field(default=30.0, gt=0, description="longest wait for an order's answer")
     api_dashboard_refresh_seconds: int = Field(default=15, ge=1, le=3600)
     api_stats_max_age_seconds: float = Field(
         default=15.0, ge=0, le=3600, description="GET /v1/stats answers a snapshot at most this old (0: fresh)"

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import RPCTimeoutOrCancelledError
 
 from starter.api.config import ApiSettings
 from starter.api.errors import ApiError
@@ -34,10 +35,13 @@ class ApiContext:
     async def act(self, action: Awaitable[T]) -> T:
         """An action on an order (a workflow update), bounded in time: an update waits for a worker, and a request
         must not hang while none is running. 504 when it takes too long; the update may still apply later."""
-        limit = self.settings.api_action_timeout_seconds
+        limit = self.settings.action_timeout_seconds
         try:
             return await asyncio.wait_for(action, limit)
-        except TimeoutError:
+        except (TimeoutError, RPCTimeoutOrCancelledError):
+            # At the limit wait_for cancels the action; an update already waiting at the server then raises the
+            # Temporal client's RPCTimeoutOrCancelledError instead of CancelledError (as it does when the server
+            # ends the wait on a deadline of its own). Either way the order did not answer in time.
             raise ApiError(
                 504,
                 "action_timeout",

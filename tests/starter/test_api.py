@@ -585,12 +585,35 @@ async def test_an_action_the_order_does_not_answer_in_time_is_504(
     order = new_order([ChangeField.SERVICE_PERSON_IN_CHARGE])
     await place(http, driver, order)
     impatient = create_app(
-        dev_settings(stack, api_action_timeout_seconds=0.001), order_client=orders, sessions=orders.read_model
+        dev_settings(stack, action_timeout_seconds=0.001), order_client=orders, sessions=orders.read_model
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=impatient), base_url=BASE) as client:
         response = await client.post(f"/v1/orders/{order.order_id}/resume", json={"reason": "x"}, headers=SUPPORT)
     error = assert_error(response, 504, "action_timeout")
     assert "read the order before trying again" in error["message"]
+
+
+async def test_an_update_no_worker_answers_in_time_is_504_not_500(
+    temporal_env: WorkflowEnvironment, stack: Stack, orders: OrderClient
+) -> None:
+    """The action reached the workflow service and waits there for a worker (none polls this order's queue): when
+    the API's limit passes, the client library turns the cancelled wait into an error of its own, which is still
+    the order not answering in time (504), not an unexpected failure (500)."""
+    idle = OrderClient(
+        temporal_env.client, task_queue=f"icp-no-worker-{uuid.uuid4().hex[:8]}", read_model=orders.read_model
+    )
+    app = create_app(dev_settings(stack, action_timeout_seconds=2), order_client=idle, sessions=orders.read_model)
+    order = new_order([ChangeField.SERVICE_PERSON_IN_CHARGE])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE, timeout=60) as client:
+        placed = await client.post("/v1/orders", json=body(order), headers=BACKEND)
+        assert placed.status_code == 201, placed.text
+        response = await client.post(
+            f"/v1/orders/{order.order_id}/abandon", json={"reason": "customer withdrew"}, headers=SUPPORT
+        )
+    error = assert_error(response, 504, "action_timeout")
+    assert "read the order before trying again" in error["message"]
+    handle = temporal_env.client.get_workflow_handle(placed.json()["workflow_id"])
+    await handle.terminate("test: nobody will run it")
 
 
 async def test_action_bodies_take_no_actor_it_is_the_tokens_name(http: httpx.AsyncClient) -> None:

@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -387,6 +388,31 @@ async def test_an_unreachable_temporal_is_one_line_exit_2_naming_the_address(tmp
     assert result.stderr.count("\n") == 1
     assert f"cannot reach Temporal at {address}" in result.stderr and "connection refused" in result.stderr
     assert "ICPFLOW_TEMPORAL_ADDRESS" in result.stderr
+
+
+async def test_a_direct_action_no_worker_answers_is_exit_2_after_the_action_timeout(
+    stack: Stack, temporal_env: WorkflowEnvironment, orders: OrderClient
+) -> None:
+    """The abandon reaches Temporal and waits there for a worker that never comes (none polls the order's queue):
+    the CLI gives up after ``ICPFLOW_ACTION_TIMEOUT_SECONDS`` with one line, not a hang or a traceback."""
+    queue = f"icp-no-worker-{uuid.uuid4().hex[:8]}"
+    idle = OrderClient(temporal_env.client, task_queue=queue, read_model=orders.read_model)
+    order = new_order([ChangeField.SERVICE_PERSON_IN_CHARGE])
+    placed = await idle.place(order, wait_for_worker=False)
+    env: dict[str, str | None] = {
+        **direct_env(stack, temporal_env),
+        "ICPFLOW_TASK_QUEUE": queue,
+        "ICPFLOW_ACTION_TIMEOUT_SECONDS": "2",
+    }
+    try:
+        result = await invoke(["orders", "abandon", order.order_id, "--reason", "duplicate", "--direct"], env)
+    finally:
+        await temporal_env.client.get_workflow_handle(placed.workflow_id).terminate("test: nobody will run it")
+
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "the order did not answer within 2 s (is an icpflow worker running?)" in result.stderr
+    assert "read the order" in result.stderr and "Traceback" not in result.output
 
 
 async def test_list_direct_without_a_read_model_is_exit_2_saying_how_to_make_one(tmp_path: Path) -> None:
