@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     document_store_path: Path = Field(default=Path(".data/documents"))
     calendar_data_path: Path | None = None
     http_timeout_seconds: float = 10.0
-    # The longest a caller (the API, `icpflow … --direct`) waits for an order to answer an action (an update).
+    # The longest a caller (the API, the CLI with --direct) waits for an order to answer an action (an update).
     action_timeout_seconds: float = Field(default=30.0, gt=0, description="longest wait for an order's answer")
 
 
