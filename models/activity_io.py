@@ -10,7 +10,7 @@ from pydantic import Field
 from models.documents import DocumentKind, DocumentRef, DocumentRequirement
 from models.order import Frozen, OrderKind, Person, PlaceOrder, Province
 from models.stages import Actor, Stage, Status, WaitingOn
-from models.state import PendingAction, Violation
+from models.state import DeadlineKind, OrderState, PendingAction, Violation
 
 
 class ValidationResult(Frozen):
@@ -172,6 +172,32 @@ class OrderRecord(Frozen):
     reason: str = ""
     review_due_at: datetime | None = None
     notice_reference: str | None = None
+
+    @classmethod
+    def of(
+        cls, state: OrderState, *, seq: int, at: datetime, actor: Actor, actor_name: str = "", reason: str = ""
+    ) -> OrderRecord:
+        """The record of transition ``seq`` of an order whose state, after it, is ``state``."""
+        due = state.deadline(DeadlineKind.REVIEW_DUE)
+        return cls(
+            order_id=state.order_id,
+            workflow_id=state.workflow_id,
+            kind=state.kind,
+            province=state.province,
+            filing_number=state.filing_number,
+            stage=state.stage,
+            status=state.status,
+            waiting_on=state.waiting_on,
+            overdue=state.overdue,
+            placed_at=state.placed_at,
+            seq=seq,
+            at=at,
+            actor=actor,
+            actor_name=actor_name,
+            reason=reason[:1000],
+            review_due_at=due.at if due else None,
+            notice_reference=state.notice_reference,
+        )
 
 
 class FilingUpdate(Frozen):

@@ -144,13 +144,13 @@ class OrderClient:
         if not wait_for_worker:
             started = await handle.describe()
             placed = OrderState.placed(order, workflow_id, started.start_time)
-            await self._record_placed(order, placed)
+            await self._record_placed(placed)
             return placed
         live = await self._query(handle)
-        await self._record_placed(order, live)
+        await self._record_placed(live)
         return live
 
-    async def _record_placed(self, order: PlaceOrder, placed: OrderState) -> None:
+    async def _record_placed(self, placed: OrderState) -> None:
         """Make a just-placed order findable at once: until its workflow records its first transition, the read
         model has no row and the server's visibility may not list it yet, and a read right after placement would
         not find it. The row only ever moves forward (the workflow's transitions replace it). The order is placed
@@ -163,9 +163,9 @@ class OrderClient:
 
         try:
             async with self.read_model() as session, session.begin():
-                await writes.upsert_current(session, writes.placed_row(order, placed))
+                await writes.upsert_current(session, writes.placed_row(placed))
         except (SQLAlchemyError, OSError) as err:
-            log.warning("order %s placed; recording it in the read model failed: %s", order.order_id, err)
+            log.warning("order %s placed; recording it in the read model failed: %s", placed.order_id, err)
 
     async def _closes_soon(self, handle: WorkflowHandle[Any, Any], within: float = 10.0) -> bool:
         """True once an order that reached a final stage has closed (it may still be sending its last notice)."""

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.activity_io import OrderRecord
-from models.order import PlaceOrder, entity_filing_number
+from models.order import entity_filing_number
 from models.stages import Actor
 from models.state import OrderState
 from store.db import upsert_insert
@@ -52,22 +52,6 @@ def current_row(record: OrderRecord) -> dict[str, Any]:
     }
 
 
-def placed_row(order: PlaceOrder, state: OrderState) -> dict[str, Any]:
+def placed_row(state: OrderState) -> dict[str, Any]:
     """The row of an order its workflow has not recorded yet: placed, with no transition (``PLACED_SEQ``)."""
-    return current_row(
-        OrderRecord(
-            order_id=order.order_id,
-            workflow_id=state.workflow_id,
-            kind=order.kind,
-            province=order.province,
-            filing_number=order.filing_number,
-            stage=state.stage,
-            status=state.status,
-            waiting_on=state.waiting_on,
-            overdue=False,
-            placed_at=state.placed_at,
-            seq=PLACED_SEQ,
-            at=state.placed_at,
-            actor=Actor.BACKEND,
-        )
-    )
+    return current_row(OrderRecord.of(state, seq=PLACED_SEQ, at=state.placed_at, actor=Actor.BACKEND))

@@ -864,28 +864,9 @@ class ModificationOrderWorkflow:
         self._refresh_pending()
         if stage_changed or seq == 1:
             self._upsert_search_attributes()
-        due = self._state.deadline(DeadlineKind.REVIEW_DUE)
         await self._activity(
             "record_transition",
-            OrderRecord(
-                order_id=self.order.order_id,
-                workflow_id=self._state.workflow_id,
-                kind=self.order.kind,
-                province=self.order.province,
-                filing_number=self.order.filing_number,
-                stage=stage,
-                status=self._state.status,
-                waiting_on=self._state.waiting_on,
-                overdue=self._state.overdue,
-                placed_at=self._state.placed_at,
-                seq=seq,
-                at=now,
-                actor=actor,
-                actor_name=actor_name,
-                reason=reason[:1000],
-                review_due_at=due.at if due else None,
-                notice_reference=self._state.notice_reference,
-            ),
+            OrderRecord.of(self._state, seq=seq, at=now, actor=actor, actor_name=actor_name, reason=reason),
             None,
         )
 

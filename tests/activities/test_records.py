@@ -186,7 +186,7 @@ async def test_the_placed_row_is_found_at_once_and_every_recorded_transition_rep
     order = place([Change(field=ChangeField.SERVICE_NAME, service=WEBSITE_NUMBER, new_value="新名")])
     placed = OrderState.placed(order, "icp-filing-beijing-12345678", T0)
     async with db_sessions() as session, session.begin():
-        await writes.upsert_current(session, writes.placed_row(order, placed))
+        await writes.upsert_current(session, writes.placed_row(placed))
     async with db_sessions() as session:
         found = await queries.get_order(session, "ord-1")
     assert found is not None
@@ -196,7 +196,7 @@ async def test_the_placed_row_is_found_at_once_and_every_recorded_transition_rep
     await run(records.record_transition, transition(1, Stage.VALIDATION, reason="order placed"))
     await run(records.record_transition, transition(2, Stage.DOCUMENT_COLLECTION))
     async with db_sessions() as session, session.begin():
-        await writes.upsert_current(session, writes.placed_row(order, placed))
+        await writes.upsert_current(session, writes.placed_row(placed))
     async with db_sessions() as session:
         found = await queries.get_order(session, "ord-1")
         timeline = await queries.order_timeline(session, "ord-1")
