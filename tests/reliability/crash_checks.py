@@ -69,7 +69,7 @@ async def check_deliveries(
     noticed it dead. A row sent with no ``settles`` line was committed by a worker that began the commit (its
     ``settling`` line) and was killed before writing the line (another point's kill, landing between the two):
     that commit is dated by the death of that process."""
-    deaths = sorted(worker.deaths)
+    deaths = worker.deaths
     orders = list(orders)
     ids = {o.order_id for o in orders}
     async with sessions() as session:

@@ -83,8 +83,13 @@ class CrashWorker:
     gather_seconds: float = 10.0
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
-    deaths: list[float] = field(default_factory=list)  # wall-clock times (time.time()) a death was noticed
-    died: dict[int, float] = field(default_factory=dict)  # the same, by the dead process's pid
+    # When (time.time()) the death of each dead process was noticed, by its pid.
+    died: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def deaths(self) -> list[float]:
+        """When each death was noticed, in order."""
+        return sorted(self.died.values())
 
     @property
     def log(self) -> Path:
@@ -147,8 +152,7 @@ async def supervise(worker: CrashWorker, *, rearm: bool, stop: asyncio.Event) ->
     ``rearm``: armed again (it skips the orders it already killed at each point), else plain."""
     while not stop.is_set():
         if worker.proc is not None and worker.proc.poll() is not None:
-            worker.deaths.append(time.time())
-            worker.died[worker.proc.pid] = worker.deaths[-1]
+            worker.died[worker.proc.pid] = time.time()
             await worker.start(armed=rearm)
             continue
         await asyncio.sleep(0.2)

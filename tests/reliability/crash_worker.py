@@ -263,13 +263,13 @@ def patch_settle(control: Path, armed: Armed) -> None:
             ):
                 record = {"run_id": info.workflow_run_id, "order_id": order_id, "event_key": event_key}
                 await gate.hold(workflow_id, record | {"channel": channel})
+        sent: dict[str, Any] = {"order_id": order_id, "event_key": event_key, "channel": channel}
+        sent |= {"provider_id": provider_id, "pid": os.getpid(), "answered": answered}
         if status is OutboxStatus.SENT:
-            record = {"order_id": order_id, "event_key": event_key, "channel": channel, "provider_id": provider_id}
-            append_jsonl(settling, record | {"pid": os.getpid(), "answered": answered})
+            append_jsonl(settling, sent)
         await original(self, session, key, status=status, provider_id=provider_id, error=error)
         if status is OutboxStatus.SENT:
-            record = {"order_id": order_id, "event_key": event_key, "channel": channel, "provider_id": provider_id}
-            append_jsonl(settles, record | {"pid": os.getpid(), "answered": answered, "committed": time.time()})
+            append_jsonl(settles, sent | {"committed": time.time()})
 
     NotificationActivities._settle = settle  # type: ignore[method-assign]
 

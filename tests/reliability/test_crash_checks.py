@@ -31,8 +31,11 @@ class _Records:
 
     committed: list[dict[str, Any]] = field(default_factory=list)
     begun: list[dict[str, Any]] = field(default_factory=list)
-    deaths: list[float] = field(default_factory=list)
     died: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def deaths(self) -> list[float]:
+        return sorted(self.died.values())
 
     def settles(self) -> list[dict[str, Any]]:
         return self.committed
@@ -75,7 +78,7 @@ async def test_a_commit_cut_short_by_a_kill_is_dated_by_that_workers_death(
     """A kill landing between the outbox commit and the worker's settle line leaves only the line written as the
     commit began: the notice counts as committed by the worker that died, not as sent by no one."""
     order, outside = await _email_sent_once(db_sessions)
-    records = _Records(begun=[_line(order, pid=DEAD_PID, answered=T0)], deaths=[T0 + 0.4], died={DEAD_PID: T0 + 0.4})
+    records = _Records(begun=[_line(order, pid=DEAD_PID, answered=T0)], died={DEAD_PID: T0 + 0.4})
     report = await check_deliveries(db_sessions, outside, [order], cast(CrashWorker, records))
     assert (report.notices, report.delivered, report.duplicates) == (1, 1, [])
 
