@@ -305,7 +305,10 @@ class DirectTransport:
                     "or set ICPFLOW_TEMPORAL_ADDRESS, or drop --direct to go through the API"
                 ) from None
             self._orders = OrderClient(
-                client, task_queue=self.settings.task_queue, read_model=await self._read_model(required=False)
+                client,
+                task_queue=self.settings.task_queue,
+                read_model=await self._read_model(required=False),
+                action_timeout=self.settings.action_timeout_seconds,
             )
         return self._orders
 
@@ -341,16 +344,16 @@ class DirectTransport:
         return db.session_factory(self._engine)
 
     async def _call(self, call: Callable[[Any], Awaitable[T]]) -> T:
-        from temporalio.client import RPCTimeoutOrCancelledError
         from temporalio.service import RPCError
 
-        from starter.client import OrderError
+        from starter.client import ActionTimeout, OrderError
         from starter.codec import CodecKeyError
 
         orders = await self._client()
-        limit = self.settings.action_timeout_seconds
         try:
-            return await asyncio.wait_for(call(orders), limit)
+            return await call(orders)
+        except ActionTimeout as e:
+            raise CliError(str(e), EXIT_UNREACHABLE, e.code) from None
         except OrderError as e:
             raise CliError(f"{e} [{e.code}]", EXIT_REFUSED, e.code) from None
         except CodecKeyError as e:
@@ -362,15 +365,6 @@ class DirectTransport:
             ) from None
         except RPCError as e:
             raise CliError(f"Temporal refused: {e.message}", EXIT_REFUSED, "temporal_error") from None
-        except (TimeoutError, RPCTimeoutOrCancelledError):
-            # At the limit wait_for cancels the call; an update already waiting at the server raises the Temporal
-            # client's RPCTimeoutOrCancelledError instead (as when the server ends the wait on its own deadline).
-            raise CliError(
-                f"the order did not answer within {limit:g} s (is an icpflow worker running?); the action may "
-                "still be applied: read the order (icpflow orders show) before trying again",
-                EXIT_UNREACHABLE,
-                "action_timeout",
-            ) from None
 
     async def place(self, order: PlaceOrder) -> OrderState:
         return await self._call(lambda o: o.place(order))

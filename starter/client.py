@@ -14,6 +14,7 @@ from typing import Any
 
 from temporalio.client import (
     Client,
+    RPCTimeoutOrCancelledError,
     WorkflowContinuedAsNewError,
     WorkflowExecutionStatus,
     WorkflowFailureError,
@@ -90,6 +91,20 @@ class ActionRefused(OrderError):
     code = "action_refused"
 
 
+class ActionTimeout(OrderError):
+    """The order did not answer the action within the client's ``action_timeout``: no worker ran it in time. It
+    may still be applied once one does, so read the order before sending it again."""
+
+    code = "action_timeout"
+
+    def __init__(self, limit: float | None) -> None:
+        within = f"within {limit:g} s" if limit is not None else "in time"
+        super().__init__(
+            f"the order did not answer {within} (is an icpflow worker running?); the action may still be applied: "
+            "read the order before trying again"
+        )
+
+
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
     """A Temporal client with the project's data converter (pydantic JSON, encrypted) — the one every caller must
     use, or personal data would reach Temporal in clear and encrypted payloads could not be read."""
@@ -103,11 +118,21 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
 
 
 class OrderClient:
-    def __init__(self, client: Client, *, task_queue: str = TASK_QUEUE, read_model: Any | None = None) -> None:
-        """``read_model`` is a ``store.db`` session factory; without one, order ids resolve through visibility only."""
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str = TASK_QUEUE,
+        read_model: Any | None = None,
+        action_timeout: float | None = None,
+    ) -> None:
+        """``read_model`` is a ``store.db`` session factory; without one, order ids resolve through visibility only.
+        ``action_timeout``: the longest an action (an update) waits for the order to answer (None: as long as it
+        takes); an update waits at the server until a worker runs it, and callers must not hang while none does."""
         self.client = client
         self.task_queue = task_queue
         self.read_model = read_model
+        self.action_timeout = action_timeout
 
     # ---------------------------------------------------------------- placing
 
@@ -234,7 +259,14 @@ class OrderClient:
     async def _update(self, order_id: str, name: str, arg: Any) -> ActionResult:
         handle = await self._handle(order_id, running_only=True)
         try:
-            result: ActionResult = await handle.execute_update(name, arg, result_type=ActionResult)
+            result: ActionResult = await asyncio.wait_for(
+                handle.execute_update(name, arg, result_type=ActionResult), self.action_timeout
+            )
+        except (TimeoutError, RPCTimeoutOrCancelledError):
+            # At the limit wait_for cancels the update; one already waiting at the server then raises the Temporal
+            # client's RPCTimeoutOrCancelledError instead of CancelledError (as it does when the server ends the
+            # wait on a deadline of its own). Either way the order did not answer in time.
+            raise ActionTimeout(self.action_timeout) from None
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError):

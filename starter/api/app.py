@@ -126,7 +126,9 @@ async def _connect(
         sessions = db.session_factory(engine)
     if order_client is None:
         client = await connect(config)
-        order_client = OrderClient(client, task_queue=config.task_queue, read_model=sessions)
+        order_client = OrderClient(
+            client, task_queue=config.task_queue, read_model=sessions, action_timeout=config.action_timeout_seconds
+        )
     return ApiContext(settings=config, orders=order_client, sessions=sessions)
 
 

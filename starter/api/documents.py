@@ -98,4 +98,4 @@ async def upload_document(
     order = await load_order(ctx, order_id)
     owner = entity_filing_number(order.filing_number)
     ref = await asyncio.to_thread(ctx.documents.put, data, content_type, filename, owner)
-    return await ctx.act(ctx.orders.upload_document(order_id, key, ref))
+    return await ctx.orders.upload_document(order_id, key, ref)

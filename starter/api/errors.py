@@ -20,7 +20,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.state import Violation
-from starter.client import ActionRefused, OrderConflict, OrderError, OrderNotFound, WorkersUnavailable
+from starter.client import (
+    ActionRefused,
+    ActionTimeout,
+    OrderConflict,
+    OrderError,
+    OrderNotFound,
+    WorkersUnavailable,
+)
 
 log = logging.getLogger("icpflow.api")
 
@@ -205,6 +212,10 @@ def install(app: FastAPI, *, extra_422: Any = None) -> None:
     @app.exception_handler(ActionRefused)
     async def _refused(request: Request, exc: ActionRefused) -> Any:
         return error_response(409, exc.code, str(exc))
+
+    @app.exception_handler(ActionTimeout)
+    async def _action_timeout(request: Request, exc: ActionTimeout) -> Any:
+        return error_response(504, exc.code, str(exc))
 
     @app.exception_handler(WorkersUnavailable)
     async def _no_workers(request: Request, exc: WorkersUnavailable) -> Any:

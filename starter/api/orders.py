@@ -219,7 +219,7 @@ BODY_ACTION_ERRORS = ACTION_ERRORS | error_responses(400, 413)
 @router.post("/{order_id}/confirmation", response_model=ActionResult, responses=ACTION_ERRORS)
 async def confirm(order_id: OrderId, ctx: Context, caller: Backend) -> ActionResult:
     """The applicant confirmed the order's information (stage ``confirmation``)."""
-    return await ctx.act(ctx.orders.confirm(order_id))
+    return await ctx.orders.confirm(order_id)
 
 
 @router.post("/{order_id}/sms-verification", response_model=ActionResult, responses=BODY_ACTION_ERRORS)
@@ -235,7 +235,7 @@ async def sms_verification(
         raise invalid_request(
             [FieldError(field="code", loc=["body", "code"], message=f"{event.code!r} is not 6 digits 0-9", fix=fix)]
         )
-    return await ctx.act(ctx.orders.sms_verification(order_id, event))
+    return await ctx.orders.sms_verification(order_id, event)
 
 
 @router.post("/{order_id}/resubmission", response_model=ActionResult, responses=BODY_ACTION_ERRORS)
@@ -243,30 +243,30 @@ async def resubmit(
     order_id: OrderId, ctx: Context, caller: Backend, request: ResubmitRequest | None = None
 ) -> ActionResult:
     """After a rejection (stage ``correction``) the applicant fixed the order: send it round again."""
-    return await ctx.act(ctx.orders.resubmit(order_id, Resubmit(note=request.note if request else "")))
+    return await ctx.orders.resubmit(order_id, Resubmit(note=request.note if request else ""))
 
 
 @router.post("/{order_id}/initial-review", response_model=ActionResult, responses=BODY_ACTION_ERRORS)
 async def initial_review(order_id: OrderId, review: ReviewRequest, ctx: Context, caller: Support) -> ActionResult:
     """Record the provider's initial review; a rejection returns the order to the applicant with the reasons."""
     decision = InitialReviewDecision(reviewer=caller.name, approved=review.approved, reasons=review.reasons)
-    return await ctx.act(ctx.orders.record_initial_review(order_id, decision))
+    return await ctx.orders.record_initial_review(order_id, decision)
 
 
 @router.post("/{order_id}/abandon", response_model=ActionResult, responses=BODY_ACTION_ERRORS)
 async def abandon(order_id: OrderId, request: SupportRequest, ctx: Context, caller: Support) -> ActionResult:
     """Throw the pending order away (never the filing on record); refused while the administration has it."""
-    return await ctx.act(ctx.orders.abandon(order_id, SupportAction(actor=caller.name, reason=request.reason)))
+    return await ctx.orders.abandon(order_id, SupportAction(actor=caller.name, reason=request.reason))
 
 
 @router.post("/{order_id}/resume", response_model=ActionResult, responses=BODY_ACTION_ERRORS)
 async def resume(order_id: OrderId, request: SupportRequest, ctx: Context, caller: Support) -> ActionResult:
     """Restart a paused order where it stopped."""
-    return await ctx.act(ctx.orders.resume(order_id, SupportAction(actor=caller.name, reason=request.reason)))
+    return await ctx.orders.resume(order_id, SupportAction(actor=caller.name, reason=request.reason))
 
 
 @router.post("/{order_id}/extend", response_model=ActionResult, responses=BODY_ACTION_ERRORS)
 async def extend(order_id: OrderId, request: ExtendRequest, ctx: Context, caller: Support) -> ActionResult:
     """Give the applicant more days to collect, confirm or correct (R-ID-1: a lost ID card must be replaced)."""
     grant = ExtendCollection(actor=caller.name, reason=request.reason, days=request.days)
-    return await ctx.act(ctx.orders.extend(order_id, grant))
+    return await ctx.orders.extend(order_id, grant)

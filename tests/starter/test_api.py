@@ -580,13 +580,14 @@ async def test_abandon_and_extend_are_recorded_with_the_support_token_name(
 
 
 async def test_an_action_the_order_does_not_answer_in_time_is_504(
-    stack: Stack, orders: OrderClient, http: httpx.AsyncClient, driver: Driver
+    temporal_env: WorkflowEnvironment, stack: Stack, orders: OrderClient, http: httpx.AsyncClient, driver: Driver
 ) -> None:
     order = new_order([ChangeField.SERVICE_PERSON_IN_CHARGE])
     await place(http, driver, order)
-    impatient = create_app(
-        dev_settings(stack, action_timeout_seconds=0.001), order_client=orders, sessions=orders.read_model
+    hurried = OrderClient(
+        temporal_env.client, task_queue=orders.task_queue, read_model=orders.read_model, action_timeout=0.001
     )
+    impatient = create_app(dev_settings(stack), order_client=hurried, sessions=orders.read_model)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=impatient), base_url=BASE) as client:
         response = await client.post(f"/v1/orders/{order.order_id}/resume", json={"reason": "x"}, headers=SUPPORT)
     error = assert_error(response, 504, "action_timeout")
@@ -597,12 +598,15 @@ async def test_an_update_no_worker_answers_in_time_is_504_not_500(
     temporal_env: WorkflowEnvironment, stack: Stack, orders: OrderClient
 ) -> None:
     """The action reached the workflow service and waits there for a worker (none polls this order's queue): when
-    the API's limit passes, the client library turns the cancelled wait into an error of its own, which is still
+    the facade's limit passes, the client library turns the cancelled wait into an error of its own, which is still
     the order not answering in time (504), not an unexpected failure (500)."""
     idle = OrderClient(
-        temporal_env.client, task_queue=f"icp-no-worker-{uuid.uuid4().hex[:8]}", read_model=orders.read_model
+        temporal_env.client,
+        task_queue=f"icp-no-worker-{uuid.uuid4().hex[:8]}",
+        read_model=orders.read_model,
+        action_timeout=2,
     )
-    app = create_app(dev_settings(stack, action_timeout_seconds=2), order_client=idle, sessions=orders.read_model)
+    app = create_app(dev_settings(stack), order_client=idle, sessions=orders.read_model)
     order = new_order([ChangeField.SERVICE_PERSON_IN_CHARGE])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE, timeout=60) as client:
         placed = await client.post("/v1/orders", json=body(order), headers=BACKEND)
